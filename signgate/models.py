@@ -112,6 +112,14 @@ class EvidenceSubmission(Frozen):
     capture: CaptureMetadata
 
 
+class SealRequest(Frozen):
+    session_id: str
+    tenant_id: str
+    round: int = Field(ge=1)
+    submission: EvidenceSubmission
+    expected_nonce: str
+
+
 class SealedEvidence(Frozen):
     """The sealed record of one capture round, stamped by the server's key."""
 
