@@ -1,0 +1,30 @@
+# signgate: one-command developer tasks. The venv is (re)built when pyproject.toml changes.
+VENV ?= .venv
+PYTHON ?= python3
+PACKAGES := signgate workflows activities workers policies gateway cli
+
+.PHONY: install test demo lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -e '.[dev]'
+	touch $@
+
+test: $(VENV)/.installed
+	$(VENV)/bin/pytest -q tests
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/signgate demo
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check $(PACKAGES) tests
+	$(VENV)/bin/ruff format --check $(PACKAGES) tests
+	$(VENV)/bin/mypy $(PACKAGES)
+
+# Build output and caches only: var/ holds the dev data (Temporal history, audit ledger,
+# evidence) and is never removed by make.
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis $(VENV)/.installed
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
