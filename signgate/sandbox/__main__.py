@@ -1,0 +1,36 @@
+"""``python -m signgate.sandbox [--host H] [--port P] [--webhook-delay-s S]``: serve the sandbox."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+
+from signgate.sandbox.serve import run_sandbox
+from signgate.settings import get_settings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m signgate.sandbox",
+        description="The bundled vendor sandbox (a test and demo tool; it scores nothing).",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=None, help="default: settings.sandbox_port")
+    parser.add_argument("--webhook-delay-s", type=float, default=0.5)
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args()
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(
+            run_sandbox(
+                get_settings(),
+                host=args.host,
+                port=args.port,
+                webhook_delay_s=args.webhook_delay_s,
+                log_level=args.log_level,
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
