@@ -119,6 +119,20 @@ SCENARIOS: dict[str, Scenario] = {
                 ),
             },
         ),
+        # Strong liveness and a strong match, but the deepfake detector is nervous (no
+        # high-confidence synthetic flag): a red-tier review, four eyes to override.
+        Scenario(
+            "live_but_deepfake_suspect",
+            Answer.completed,
+            {
+                CheckKind.deepfake: result(
+                    CheckKind.deepfake,
+                    0.75,
+                    0.7,
+                    explanations=("blending artefacts along the jaw line",),
+                ),
+            },
+        ),
         Scenario("slow_webhook", Answer.webhook),
         Scenario("no_webhook", Answer.never),
         Scenario("vendor_down", Answer.down),
