@@ -1,0 +1,213 @@
+"""The one signer (Ed25519) and the key ring that verifies what it signed.
+
+Ledger entries, seal stamps and attestations are all signed by `Signer`, and all verified
+through `KeyRing`, which holds public keys only: an auditor or a relying app never needs
+(and never gets) a private key. Keys are files under `var/keys` in the embedded setup; a
+KMS/HSM signer can replace `Signer` behind the same three members (`key_id`, `sign`,
+`public_key_pem`).
+
+A key id is the first 16 hex characters of SHA-256 over the raw 32-byte public key: short
+enough for a JWS `kid` and a ledger column, stable across PEM re-encodings.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+from signgate.errors import BadInput, Fault
+from signgate.hashing import sha256_hex
+
+PRIVATE_SUFFIX = ".ed25519.pem"
+PUBLIC_SUFFIX = ".ed25519.pub.pem"
+_KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def key_id_for(public_key: Ed25519PublicKey) -> str:
+    """First 16 hex chars of SHA-256 over the raw 32-byte public key."""
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return sha256_hex(raw)[:16]
+
+
+def public_pem(public_key: Ed25519PublicKey) -> bytes:
+    """SubjectPublicKeyInfo PEM: the form we publish and `KeyRing` reads."""
+    return public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+class Signer:
+    """Ed25519 signing key with its key id. Thread-safe: it holds no mutable state."""
+
+    def __init__(self, private_key: Ed25519PrivateKey) -> None:
+        self._private_key = private_key
+        self._public_key = private_key.public_key()
+        self._key_id = key_id_for(self._public_key)
+
+    @classmethod
+    def load_or_create(cls, keys_dir: Path, name: str = "signgate") -> Signer:
+        """Load `keys_dir/<name>.ed25519.pem`, creating the key pair once if it is absent.
+
+        Safe when several workers start at once: each candidate key is written to a temp
+        file and hard-linked into place, which fails if the name exists, so the first
+        writer wins, nobody ever overwrites a key, and every loser loads the winner's key.
+        """
+        if not _KEY_NAME.fullmatch(name):
+            raise BadInput(f"invalid key name {name!r}", reason="key_name_invalid")
+        keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_path = keys_dir / f"{name}{PRIVATE_SUFFIX}"
+        if not private_path.exists():
+            candidate = Ed25519PrivateKey.generate()
+            pem = candidate.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            write_once(private_path, pem, mode=0o600)
+        signer = cls(_load_private(private_path))
+        public_path = keys_dir / f"{name}{PUBLIC_SUFFIX}"
+        write_once(public_path, signer.public_key_pem(), mode=0o644)
+        if key_id_for(_load_public(public_path)) != signer.key_id:
+            raise Fault(
+                f"{public_path} does not match the private key {private_path}",
+                reason="key_pair_mismatch",
+            )
+        return signer
+
+    @property
+    def key_id(self) -> str:
+        return self._key_id
+
+    @property
+    def private_key(self) -> Ed25519PrivateKey:
+        return self._private_key
+
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        return self._public_key
+
+    def sign(self, data: bytes) -> bytes:
+        """64-byte Ed25519 signature over `data` (deterministic: same data, same bytes)."""
+        return self._private_key.sign(data)
+
+    def public_key_pem(self) -> bytes:
+        return public_pem(self._public_key)
+
+
+class KeyRing:
+    """Public keys by key id: everything a verifier needs and nothing it must not have."""
+
+    def __init__(self, keys: Mapping[str, Ed25519PublicKey] | None = None) -> None:
+        self._keys: dict[str, Ed25519PublicKey] = dict(keys or {})
+
+    @classmethod
+    def from_pems(cls, pems: Iterable[bytes]) -> KeyRing:
+        keys: dict[str, Ed25519PublicKey] = {}
+        for pem in pems:
+            key = _parse_public(pem, source="PEM")
+            keys[key_id_for(key)] = key
+        return cls(keys)
+
+    @classmethod
+    def from_dir(cls, keys_dir: Path) -> KeyRing:
+        """Every `*.pub.pem` in `keys_dir`; private key files are never read.
+
+        A missing directory gives an empty ring, so verification reports `unknown_key`
+        (an operator can act on that) rather than crashing on a mistyped path.
+        """
+        if not keys_dir.is_dir():
+            return cls()
+        paths = sorted(keys_dir.glob("*.pub.pem"))
+        keys = {}
+        for path in paths:
+            key = _load_public(path)
+            keys[key_id_for(key)] = key
+        return cls(keys)
+
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        return tuple(sorted(self._keys))
+
+    def get(self, key_id: str) -> Ed25519PublicKey | None:
+        return self._keys.get(key_id)
+
+    def __contains__(self, key_id: object) -> bool:
+        return key_id in self._keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def verify(self, key_id: str, signature: bytes, data: bytes) -> bool:
+        """True only if `key_id` is known and `signature` is its signature over `data`."""
+        key = self._keys.get(key_id)
+        if key is None:
+            return False
+        try:
+            key.verify(signature, data)
+        except InvalidSignature:
+            return False
+        return True
+
+
+def write_once(path: Path, data: bytes, *, mode: int) -> bool:
+    """Atomically create `path` with `data` unless it already exists; True if we created it.
+
+    The bytes are written and fsynced under a temp name in the same directory, then
+    `os.link`ed to `path`: link refuses an existing name, and readers never see a partial
+    file (unlike O_EXCL on the final name, which exposes an empty file while writing).
+    """
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as tmp:
+            tmp.write(data)
+            tmp.flush()
+            os.fchmod(tmp.fileno(), mode)
+            os.fsync(tmp.fileno())
+        try:
+            os.link(tmp_name, path)
+        except FileExistsError:
+            return False
+        fsync_dir(path.parent)
+        return True
+    finally:
+        os.unlink(tmp_name)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a new directory entry (link, rename) durable across a power cut."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _load_private(path: Path) -> Ed25519PrivateKey:
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise Fault(f"{path} is not an Ed25519 private key", reason="key_invalid")
+    return key
+
+
+def _load_public(path: Path) -> Ed25519PublicKey:
+    return _parse_public(path.read_bytes(), source=str(path))
+
+
+def _parse_public(pem: bytes, *, source: str) -> Ed25519PublicKey:
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except ValueError as err:
+        raise BadInput(f"{source} is not a PEM public key: {err}", reason="key_invalid") from err
+    if not isinstance(key, Ed25519PublicKey):
+        raise BadInput(f"{source} is not an Ed25519 public key", reason="key_invalid")
+    return key
