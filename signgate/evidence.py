@@ -1,0 +1,255 @@
+"""Local, write-once, content-addressed evidence store (the embedded default).
+
+An object's name is its SHA-256, so a stored object can be re-verified at any time and two
+uploads of the same bytes are one object. Objects are created by hard-linking a fully
+written, fsynced temp file into place: a reader never sees a partial object, and an
+existing object is never overwritten (same name means same bytes). Objects are then
+read-only (0o444). Raw media stays here; Temporal and the ledger see only `ArtifactRef`s.
+
+Layout under `root`:
+    tmp/                              uploads in progress (removed on any failure)
+    objects/sha256/<hex[:2]>/<hex>    the objects
+    claims/<hex[:2]>/<hex>            which session first submitted this content
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import AsyncIterable
+from pathlib import Path
+from typing import BinaryIO
+
+from signgate.errors import BadInput, SigngateError
+from signgate.hashing import is_sha256_hex, sha256_hex
+from signgate.models import ArtifactKind, ArtifactRef
+from signgate.signer import fsync_dir, write_once
+
+READ_CHUNK_BYTES = 1024 * 1024
+_OBJECT_KEY = re.compile(r"sha256/([0-9a-f]{2})/([0-9a-f]{64})")
+
+
+class EvidenceError(SigngateError):
+    reason = "evidence_error"
+    http_status = 422
+
+
+class EvidenceTooLarge(EvidenceError, BadInput):
+    reason = "evidence_too_large"
+    http_status = 413
+
+
+class EvidenceHashMismatch(EvidenceError, BadInput):
+    """The bytes are not the bytes the client hashed (upload), or no longer (re-verify)."""
+
+    reason = "evidence_hash_mismatch"
+    http_status = 422
+
+
+class EvidenceMissing(EvidenceError, BadInput):
+    """No object under that key: never uploaded, or named by a client that lies."""
+
+    reason = "evidence_missing"
+    http_status = 404
+
+
+class EvidenceKeyInvalid(EvidenceError, BadInput):
+    """An object key or hash that is not ours: malformed, or trying to leave the store."""
+
+    reason = "evidence_key_invalid"
+    http_status = 422
+
+
+def object_key_for(sha256: str) -> str:
+    return f"sha256/{sha256[:2]}/{sha256}"
+
+
+class LocalEvidenceStore:
+    """Write-once content-addressed files under `root`. Safe across threads and processes:
+    every mutation is a create-if-absent link, and nothing is ever modified in place."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._tmp = root / "tmp"
+        self._objects = root / "objects"
+        self._claims = root / "claims"
+        for directory in (self._tmp, self._objects / "sha256", self._claims):
+            directory.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def root(self) -> Path:
+        return self._root
+
+    # ------------------------------------------------------------------ writing
+
+    async def put_stream(
+        self,
+        kind: ArtifactKind,
+        chunks: AsyncIterable[bytes],
+        expected_sha256: str,
+        max_bytes: int,
+        content_type: str,
+    ) -> ArtifactRef:
+        """Store an upload, hashing while streaming; refuse it unless it hashes as promised.
+
+        Chunk writes go to the page cache and stay on the event loop; the fsync and the
+        link, which can block for a while, run in a thread.
+        """
+        upload = _Upload(self, kind, expected_sha256, max_bytes)
+        try:
+            async for chunk in chunks:
+                upload.write(chunk)
+            await asyncio.to_thread(upload.commit)
+        finally:
+            upload.discard()
+        return upload.ref(content_type)
+
+    def put_bytes(
+        self,
+        kind: ArtifactKind,
+        data: bytes,
+        content_type: str,
+        expected_sha256: str | None = None,
+        max_bytes: int | None = None,
+    ) -> ArtifactRef:
+        """Synchronous convenience for small in-memory artifacts (tests, demo, sandbox).
+
+        Without `expected_sha256` the bytes are taken as they are (their own hash is the
+        expected one); without `max_bytes` there is no limit.
+        """
+        expected = expected_sha256 if expected_sha256 is not None else sha256_hex(data)
+        limit = max_bytes if max_bytes is not None else len(data)
+        upload = _Upload(self, kind, expected, limit)
+        try:
+            upload.write(data)
+            upload.commit()
+        finally:
+            upload.discard()
+        return upload.ref(content_type)
+
+    def _place(self, tmp: Path, sha256: str) -> None:
+        """Link the finished temp file to its object path; an existing object is kept."""
+        final = self._object_path(object_key_for(sha256))
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(tmp, 0o444)  # before the link: the object is never visible as writable
+        try:
+            os.link(tmp, final)
+        except FileExistsError:
+            return  # same name, same bytes by construction; never overwrite
+        fsync_dir(final.parent)
+
+    # ------------------------------------------------------------------ reading
+
+    def open(self, object_key: str) -> BinaryIO:
+        try:
+            return self._object_path(object_key).open("rb")
+        except FileNotFoundError as err:
+            raise EvidenceMissing(f"no evidence object {object_key}") from err
+
+    def exists(self, object_key: str) -> bool:
+        return self._object_path(object_key).is_file()
+
+    def verify(self, ref: ArtifactRef) -> bool:
+        """Re-hash the stored bytes (streaming) and compare with the ref's hash and size.
+
+        Raises `EvidenceMissing` if the object is gone; False means it is there but changed.
+        """
+        digest = hashlib.sha256()
+        size = 0
+        with self.open(ref.object_key) as stored:
+            for chunk in iter(lambda: stored.read(READ_CHUNK_BYTES), b""):
+                digest.update(chunk)
+                size += len(chunk)
+        return digest.hexdigest() == ref.sha256 and size == ref.size_bytes
+
+    # ------------------------------------------------------------------ claims
+
+    def claim(self, sha256: str, session_id: str) -> str:
+        """The session that first claimed this content hash (itself, if it was first).
+
+        A capture submitted by two sessions is a replay: the second session gets the
+        first one's id back. The claim file is created atomically with its content, so
+        exactly one session ever wins, across threads and processes.
+        """
+        digest = _valid_sha256(sha256)
+        if not session_id:
+            raise BadInput("session_id must not be empty", reason="bad_input")
+        path = self._claims / digest[:2] / digest
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            write_once(path, session_id.encode("utf-8"), mode=0o444)
+        return path.read_text(encoding="utf-8")
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _object_path(self, object_key: str) -> Path:
+        """The file for a key, accepting only `sha256/<hex[:2]>/<hex>` (no traversal)."""
+        match = _OBJECT_KEY.fullmatch(object_key) if isinstance(object_key, str) else None
+        if match is None or match.group(2)[:2] != match.group(1):
+            raise EvidenceKeyInvalid(f"not an evidence object key: {object_key!r}")
+        return self._objects / "sha256" / match.group(1) / match.group(2)
+
+
+def _valid_sha256(value: str) -> str:
+    """Lowercased hex digest, or `BadInput` (clients may send upper-case hex)."""
+    if not isinstance(value, str) or not is_sha256_hex(value.lower()):
+        raise EvidenceKeyInvalid(
+            f"not a sha256 hex digest: {value!r}", reason="evidence_hash_malformed"
+        )
+    return value.lower()
+
+
+class _Upload:
+    """One upload in progress: a temp file under `tmp/`, hashed and counted as written."""
+
+    def __init__(
+        self, store: LocalEvidenceStore, kind: ArtifactKind, expected_sha256: str, max_bytes: int
+    ) -> None:
+        self._expected = _valid_sha256(expected_sha256)
+        if max_bytes < 0:
+            raise BadInput("max_bytes must be >= 0", reason="bad_input")
+        self._store = store
+        self._kind = kind
+        self._max_bytes = max_bytes
+        self._digest = hashlib.sha256()
+        self._size = 0
+        fd, name = tempfile.mkstemp(dir=store.root / "tmp", prefix=f"{kind.value}.")
+        self._tmp = Path(name)
+        self._file = os.fdopen(fd, "wb")
+
+    def write(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size > self._max_bytes:
+            raise EvidenceTooLarge(f"{self._kind.value} is larger than {self._max_bytes} bytes")
+        self._digest.update(chunk)
+        self._file.write(chunk)
+
+    def commit(self) -> None:
+        """Make the bytes durable, check the promised hash, then place the object."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        actual = self._digest.hexdigest()
+        if actual != self._expected:
+            raise EvidenceHashMismatch(
+                f"{self._kind.value} hashes to {actual}, not the declared {self._expected}"
+            )
+        self._store._place(self._tmp, actual)
+
+    def discard(self) -> None:
+        """Always called: the temp file goes, whether the object was placed or refused."""
+        self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def ref(self, content_type: str) -> ArtifactRef:
+        sha256 = self._digest.hexdigest()
+        return ArtifactRef(
+            kind=self._kind,
+            sha256=sha256,
+            size_bytes=self._size,
+            content_type=content_type,
+            object_key=object_key_for(sha256),
+        )
