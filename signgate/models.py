@@ -369,6 +369,7 @@ class OnboardingStatus(Frozen):
     reviews: list[ReviewRecord]
     timeline: list[TimelineEvent]
     attestation: str | None = None
+    decision_receipt: LedgerReceipt | None = None
 
 
 class OnboardingResult(Frozen):

@@ -1,0 +1,50 @@
+"""The five identity checks, one activity each so ops see them apart in the history.
+
+Each returns Completed(result) or Pending(vendor_ref); a pending check is completed by the
+vendor's webhook, which the gateway verifies and signals into the workflow.
+"""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from activities.deps import ActivityDeps
+from activities.errors import reason_coded
+from signgate.errors import BadInput
+from signgate.models import CheckKind, CheckOutcome, CheckRequest
+
+
+class CheckActivities:
+    def __init__(self, deps: ActivityDeps) -> None:
+        self._deps = deps
+
+    async def _run(self, kind: CheckKind, request: CheckRequest) -> CheckOutcome:
+        if request.kind is not kind:
+            raise BadInput(f"{request.kind} sent to the {kind} check", reason="check_kind_mismatch")
+        callback = f"{self._deps.settings.gateway_url}/v1/webhooks/vendor"
+        return await self._deps.vendor.submit_check(request, callback)
+
+    @activity.defn(name="check_liveness")
+    @reason_coded
+    async def check_liveness(self, request: CheckRequest) -> CheckOutcome:
+        return await self._run(CheckKind.liveness, request)
+
+    @activity.defn(name="check_deepfake")
+    @reason_coded
+    async def check_deepfake(self, request: CheckRequest) -> CheckOutcome:
+        return await self._run(CheckKind.deepfake, request)
+
+    @activity.defn(name="check_face_match")
+    @reason_coded
+    async def check_face_match(self, request: CheckRequest) -> CheckOutcome:
+        return await self._run(CheckKind.face_match, request)
+
+    @activity.defn(name="check_device")
+    @reason_coded
+    async def check_device(self, request: CheckRequest) -> CheckOutcome:
+        return await self._run(CheckKind.device, request)
+
+    @activity.defn(name="check_provenance")
+    @reason_coded
+    async def check_provenance(self, request: CheckRequest) -> CheckOutcome:
+        return await self._run(CheckKind.provenance, request)

@@ -1,0 +1,42 @@
+"""What the activities stand on: one evidence store, one ledger, one signer, one vendor.
+
+Built once per worker process from the settings, so every activity shares the same
+connections and keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from signgate.evidence import LocalEvidenceStore
+from signgate.ledger import SqliteLedger
+from signgate.settings import Settings
+from signgate.signer import Signer
+from signgate.vendor_client import VendorClient
+
+
+@dataclass
+class ActivityDeps:
+    settings: Settings
+    store: LocalEvidenceStore
+    ledger: SqliteLedger
+    signer: Signer
+    vendor: VendorClient
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ActivityDeps:
+        signer = Signer.load_or_create(settings.keys_dir)
+        return cls(
+            settings=settings,
+            store=LocalEvidenceStore(settings.evidence_dir),
+            ledger=SqliteLedger(settings.ledger_path, signer),
+            signer=signer,
+            vendor=VendorClient(
+                settings.resolved_vendor_url,
+                settings.vendor_api_key,
+                settings.vendor_timeout_s,
+            ),
+        )
+
+    async def aclose(self) -> None:
+        await self.vendor.aclose()

@@ -1,0 +1,61 @@
+"""Ledger activities: every entry is idempotent on its key, so retries never duplicate."""
+
+from __future__ import annotations
+
+import asyncio
+
+from temporalio import activity
+
+from activities.deps import ActivityDeps
+from activities.errors import reason_coded
+from signgate.models import CommitRequest, LedgerAppend, LedgerReceipt
+
+
+class LedgerActivities:
+    def __init__(self, deps: ActivityDeps) -> None:
+        self._deps = deps
+
+    @activity.defn(name="append_ledger")
+    @reason_coded
+    async def append_ledger(self, entry: LedgerAppend) -> LedgerReceipt:
+        return await asyncio.to_thread(
+            self._deps.ledger.append,
+            entry.session_id,
+            entry.entry_type,
+            entry.idempotency_key,
+            entry.body,
+        )
+
+    @activity.defn(name="commit_decision")
+    @reason_coded
+    async def commit_decision(self, request: CommitRequest) -> LedgerReceipt:
+        body = {
+            "tenant_id": request.tenant_id,
+            "mode": request.mode.value,
+            "decision": request.decision.model_dump(mode="json"),
+            "checks": [
+                c.model_dump(
+                    mode="json",
+                    include={
+                        "kind",
+                        "status",
+                        "risk_score",
+                        "provider",
+                        "model_version",
+                        "raw_response_sha256",
+                        "reason",
+                        "attack_hints",
+                    },
+                )
+                for c in request.checks
+            ],
+            "evidence_merkle_roots": request.merkle_roots,
+            "reviews": [r.model_dump(mode="json", exclude={"ledger"}) for r in request.reviews],
+        }
+        return await asyncio.to_thread(
+            self._deps.ledger.append,
+            request.session_id,
+            "decision",
+            f"{request.session_id}:decision",
+            body,
+        )

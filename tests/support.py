@@ -1,0 +1,121 @@
+"""Helpers shared by the workflow, gateway and end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from PIL import Image
+
+from signgate.evidence import LocalEvidenceStore
+from signgate.models import (
+    ArtifactKind,
+    CaptureMetadata,
+    EvidenceSubmission,
+    OnboardingRequest,
+    SessionTimeouts,
+)
+from signgate.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@asynccontextmanager
+async def serve_app(app: Any, port: int | None = None) -> AsyncIterator[str]:
+    """Serve an ASGI app over real HTTP on loopback inside the running event loop."""
+    port = port or free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    for _ in range(200):
+        if server.started:
+            break
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.05)
+    else:
+        raise RuntimeError(f"server on port {port} did not start in 10 s")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=15)
+
+
+def make_settings(var_dir: Path, vendor_url: str, **overrides: Any) -> Settings:
+    return Settings(
+        var_dir=var_dir,
+        vendor_url=vendor_url,
+        gateway_port=overrides.pop("gateway_port", free_port()),
+        task_queue=overrides.pop("task_queue", f"test-{uuid.uuid4().hex[:8]}"),
+        **overrides,
+    )
+
+
+def jpeg_bytes(seed: str, size: tuple[int, int] = (64, 64)) -> bytes:
+    """A real, unique JPEG (noise seeded per call) so no two sessions share a capture."""
+    rnd = os.urandom(size[0] * size[1] * 3)
+    image = Image.frombytes("RGB", size, rnd)
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", comment=seed.encode())
+    return buf.getvalue()
+
+
+CAPTURE_KINDS = (ArtifactKind.selfie, ArtifactKind.id_front, ArtifactKind.liveness_video)
+
+
+def store_capture(
+    store: LocalEvidenceStore, session_id: str, scenario: str, nonce: str
+) -> tuple[EvidenceSubmission, dict[ArtifactKind, bytes]]:
+    """Put one capture round into the store; return the submission and the raw media."""
+    media = {kind: jpeg_bytes(f"{session_id}:{kind}") for kind in CAPTURE_KINDS}
+    refs = [store.put_bytes(kind, data, content_type="image/jpeg") for kind, data in media.items()]
+    capture = CaptureMetadata(challenge_nonce=nonce, scenario=scenario)
+    return EvidenceSubmission(artifacts=refs, capture=capture), media
+
+
+def onboarding_request(settings: Settings, **overrides: Any) -> OnboardingRequest:
+    fields: dict[str, Any] = {
+        "session_id": f"s{uuid.uuid4().hex[:16]}",
+        "tenant_id": "demo",
+        "subject_ref": "user-42",
+        "intent": "sign:contract-7",
+        "reviewers": settings.reviewer_roster(),
+        "timeouts": SessionTimeouts(
+            capture_s=600,
+            vendor_webhook_s=120,
+            step_up_s=600,
+            review_sla_s=3600,
+            review_final_s=7200,
+        ),
+    }
+    fields.update(overrides)
+    return OnboardingRequest(**fields)
+
+
+HISTORIES_DIR = Path(__file__).parent / "histories"
+
+
+async def record_history(handle: Any, name: str) -> None:
+    """With SIGNGATE_RECORD_HISTORIES=1, save this run's history as a golden replay file.
+
+    Golden histories are recorded once per workflow change that is meant to be
+    incompatible, reviewed, and committed; the replay test keeps them green.
+    """
+    if os.environ.get("SIGNGATE_RECORD_HISTORIES") != "1":
+        return
+    history = await handle.fetch_history()
+    HISTORIES_DIR.mkdir(exist_ok=True)
+    (HISTORIES_DIR / f"{name}.json").write_text(history.to_json())

@@ -1,0 +1,324 @@
+"""The saga on the time-skipping server: every path, every safe branch, every invariant."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from google.protobuf.message import Message
+from temporalio.api.common.v1 import Payload
+from temporalio.client import WorkflowUpdateFailedError
+
+from signgate.attestation import verify_attestation
+from signgate.models import (
+    Action,
+    CheckStatus,
+    ReviewerRole,
+    ReviewInput,
+    ReviewOutcome,
+    Stage,
+)
+from signgate.signer import KeyRing
+from tests.support import record_history, store_capture
+from tests.workflow.conftest import Stack
+
+
+async def wait_for_stage(stack: Stack, handle, *stages: Stage, limit_s: float = 30) -> None:
+    """Poll the status query (real time, bounded) until the saga reaches a stage."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    while loop.time() < deadline:
+        status = await stack.status(handle)
+        if status.stage in stages:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"stage {status.stage} never became one of {stages}")
+
+
+def ledger_types(stack: Stack, session_id: str) -> list[str]:
+    return [e.entry_type for e in stack.deps.ledger.entries(session_id)]
+
+
+async def test_bona_fide_capture_is_accepted_and_unlocked_after_commit(stack: Stack) -> None:
+    request, handle = await stack.start()
+    await stack.submit(handle, request.session_id, "bona_fide")
+    result = await handle.result()
+    await record_history(handle, "accept_bona_fide")
+
+    assert result.stage is Stage.accepted
+    assert result.decision is not None and result.decision.action is Action.accept
+    types = ledger_types(stack, request.session_id)
+    assert types == ["evidence_sealed", "checks_completed", "decision", "signing_unlocked"]
+    claims = verify_attestation(result.attestation or "", KeyRing.from_dir(stack.settings.keys_dir))
+    decision_entry = stack.deps.ledger.get(claims.ledger_seq)
+    assert decision_entry is not None and decision_entry.entry_type == "decision"
+    assert claims.ledger_entry_hash == decision_entry.entry_hash
+    assert claims.evidence_merkle_root == result.merkle_roots[-1]
+
+
+async def test_deepfake_capture_is_rejected_and_never_unlocked(stack: Stack) -> None:
+    request, handle = await stack.start()
+    await stack.submit(handle, request.session_id, "deepfake")
+    result = await handle.result()
+    await record_history(handle, "reject_deepfake")
+
+    assert result.stage is Stage.rejected
+    assert result.attestation is None
+    assert "signing_unlocked" not in ledger_types(stack, request.session_id)
+
+
+async def test_silent_vendor_makes_checks_unavailable_and_sends_session_to_review(
+    stack: Stack,
+) -> None:
+    request, handle = await stack.start()
+    await stack.submit(handle, request.session_id, "no_webhook")
+    await wait_for_stage(stack, handle, Stage.checking)
+    await stack.env.sleep(timedelta(seconds=request.timeouts.vendor_webhook_s + 5))
+    await wait_for_stage(stack, handle, Stage.awaiting_review)
+
+    status = await stack.status(handle)
+    assert {c.status for c in status.checks} == {CheckStatus.unavailable}
+    assert {c.reason for c in status.checks} == {"vendor_timeout"}
+    assert status.decision is not None and status.decision.action is Action.review
+
+
+async def test_vendor_outage_never_accepts(stack: Stack) -> None:
+    request, handle = await stack.start()
+    await stack.submit(handle, request.session_id, "vendor_down")
+    result = await handle.result()
+
+    # Nobody reviewed: the outage ends in a rejection on review timeout, never an accept.
+    assert result.stage is Stage.rejected
+    assert result.decision is not None
+    assert "review_timeout" in result.decision.reasons
+    entry = stack.deps.ledger.entries(request.session_id)
+    checks = next(e for e in entry if e.entry_type == "checks_completed").body["checks"]
+    assert {c["status"] for c in checks} == {"unavailable"}
+
+
+async def test_unanswered_review_is_escalated_then_rejected_not_accepted(stack: Stack) -> None:
+    request, handle = await stack.start()
+    await stack.submit(handle, request.session_id, "borderline")
+    await wait_for_stage(stack, handle, Stage.awaiting_review)
+    await stack.env.sleep(timedelta(seconds=request.timeouts.review_sla_s + 1))
+    await wait_for_stage(stack, handle, Stage.escalated)
+
+    result = await handle.result()
+    await record_history(handle, "review_timeout_borderline")
+    assert result.stage is Stage.rejected
+    assert result.decision is not None
+    assert result.decision.action is Action.reject
+    assert result.decision.reasons[-1] == "review_timeout"
+    assert result.attestation is None
+
+
+async def test_capture_that_never_comes_expires_the_session(stack: Stack) -> None:
+    request, handle = await stack.start()
+    result = await handle.result()
+    await record_history(handle, "expired_no_capture")
+
+    assert result.stage is Stage.expired
+    assert result.decision is None
+    assert ledger_types(stack, request.session_id) == ["expired"]
+
+
+async def test_reviewer_approval_unlocks_a_borderline_session(stack: Stack) -> None:
+    request, handle = await stack.start()
+    await stack.submit(handle, request.session_id, "borderline")
+    await wait_for_stage(stack, handle, Stage.awaiting_review)
+    outcome = await handle.execute_update(
+        "review",
+        ReviewInput(
+            reviewer_id="rev-alice",
+            role=ReviewerRole.reviewer,
+            approve=True,
+            reason="selfie matches the ID photo",
+        ),
+        result_type=ReviewOutcome,
+    )
+    assert outcome.decision_final
+    result = await handle.result()
+    await record_history(handle, "review_approved_borderline")
+
+    assert result.stage is Stage.accepted
+    assert result.decision is not None and result.decision.decided_by == "reviewer:rev-alice"
+    types = ledger_types(stack, request.session_id)
+    assert types.index("review") < types.index("decision") < types.index("signing_unlocked")
+
+
+@pytest.mark.parametrize(
+    ("review", "message"),
+    [
+        (
+            ReviewInput(
+                reviewer_id="rev-mallory",
+                role=ReviewerRole.reviewer,
+                approve=True,
+                reason="looks fine",
+            ),
+            "unknown reviewer",
+        ),
+        (
+            ReviewInput(
+                reviewer_id="rev-alice",
+                role=ReviewerRole.senior_reviewer,
+                approve=True,
+                reason="looks fine",
+            ),
+            "does not hold role",
+        ),
+    ],
+)
+async def test_review_validator_refuses_unknown_reviewer_and_wrong_role(
+    stack: Stack, review: ReviewInput, message: str
+) -> None:
+    request, handle = await stack.start()
+    await stack.submit(handle, request.session_id, "borderline")
+    await wait_for_stage(stack, handle, Stage.awaiting_review)
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update("review", review, result_type=ReviewOutcome)
+    assert message in str(refused.value.cause)
+    assert (await stack.status(handle)).reviews == []
+    assert "review" not in ledger_types(stack, request.session_id)
+
+
+async def test_review_refused_when_session_is_not_awaiting_review(stack: Stack) -> None:
+    _, handle = await stack.start()
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(
+            "review",
+            ReviewInput(
+                reviewer_id="rev-alice",
+                role=ReviewerRole.reviewer,
+                approve=True,
+                reason="too early",
+            ),
+            result_type=ReviewOutcome,
+        )
+    assert "not awaiting review" in str(refused.value.cause)
+
+
+async def test_red_tier_override_needs_two_distinct_reviewers_one_senior(stack: Stack) -> None:
+    request, handle = await stack.start()
+    await stack.submit(handle, request.session_id, "live_but_deepfake_suspect")
+    await wait_for_stage(stack, handle, Stage.awaiting_review)
+    first = ReviewInput(
+        reviewer_id="rev-alice",
+        role=ReviewerRole.reviewer,
+        approve=True,
+        reason="video looks genuine",
+    )
+    outcome = await handle.execute_update("review", first, result_type=ReviewOutcome)
+    assert not outcome.decision_final and outcome.approvals_needed == 1
+
+    with pytest.raises(WorkflowUpdateFailedError) as again:
+        await handle.execute_update("review", first, result_type=ReviewOutcome)
+    assert "already reviewed" in str(again.value.cause)
+
+    senior = ReviewInput(
+        reviewer_id="rev-bob",
+        role=ReviewerRole.senior_reviewer,
+        approve=True,
+        reason="second look agrees",
+    )
+    outcome = await handle.execute_update("review", senior, result_type=ReviewOutcome)
+    assert outcome.decision_final
+    result = await handle.result()
+    assert result.stage is Stage.accepted
+    assert result.decision is not None
+    assert result.decision.decided_by == "reviewer:rev-alice,reviewer:rev-bob"
+
+
+async def test_poor_capture_steps_up_once_then_a_fresh_capture_is_accepted(stack: Stack) -> None:
+    request, handle = await stack.start()
+    first_nonce = (await stack.status(handle)).challenge_nonce
+    await stack.submit(handle, request.session_id, "poor_capture")
+    await wait_for_stage(stack, handle, Stage.awaiting_step_up)
+    step_up_nonce = (await stack.status(handle)).challenge_nonce
+    assert step_up_nonce != first_nonce  # the step-up issues a fresh challenge
+    await stack.submit(handle, request.session_id, "bona_fide")
+    result = await handle.result()
+    await record_history(handle, "step_up_then_accept")
+
+    assert result.stage is Stage.accepted
+    assert len(result.merkle_roots) == 2
+    flags_per_round = [
+        e.body["flags"]
+        for e in stack.deps.ledger.entries(request.session_id)
+        if e.entry_type == "evidence_sealed"
+    ]
+    assert flags_per_round == [[], []]  # both rounds echoed their own fresh challenge
+
+
+async def test_second_poor_capture_goes_to_review_not_another_step_up(stack: Stack) -> None:
+    request, handle = await stack.start()
+    await stack.submit(handle, request.session_id, "poor_capture")
+    await wait_for_stage(stack, handle, Stage.awaiting_step_up)
+    await stack.submit(handle, request.session_id, "poor_capture")
+    await wait_for_stage(stack, handle, Stage.awaiting_review)
+    assert (await stack.status(handle)).round == 2
+
+
+async def test_replayed_capture_from_another_session_is_rejected(stack: Stack) -> None:
+    first, first_handle = await stack.start()
+    submission = await stack.submit(first_handle, first.session_id, "bona_fide")
+    await first_handle.result()
+
+    second, handle = await stack.start()
+    status = await stack.status(handle)
+    replay = submission.model_copy(
+        update={
+            "capture": submission.capture.model_copy(
+                update={"challenge_nonce": status.challenge_nonce}
+            )
+        }
+    )
+    await handle.signal("evidence_submitted", replay)
+    result = await handle.result()
+    assert result.stage is Stage.rejected
+    sealed = next(
+        e for e in stack.deps.ledger.entries(second.session_id) if e.entry_type == "evidence_sealed"
+    )
+    assert "replayed_capture" in sealed.body["flags"]
+
+
+async def test_raw_media_never_enters_a_temporal_payload(stack: Stack) -> None:
+    request, handle = await stack.start()
+    status = await stack.status(handle)
+    submission, media = store_capture(
+        stack.deps.store, request.session_id, "bona_fide", status.challenge_nonce
+    )
+    await handle.signal("evidence_submitted", submission)
+    await handle.result()
+
+    history = await handle.fetch_history()
+    payloads = b"\n".join(data for event in history.events for data in payload_data(event))
+    assert len(payloads) > 1000  # the walk found the real payloads
+    for data in media.values():
+        for offset in range(0, len(data) - 32, max(1, len(data) // 8)):
+            chunk = data[offset : offset + 32]
+            assert chunk not in payloads
+            assert base64.b64encode(chunk) not in payloads
+    for ref in submission.artifacts:
+        assert ref.sha256.encode() in payloads  # what travels instead: hashes and keys
+
+
+def payload_data(message: Message) -> Iterator[bytes]:
+    """Every Payload's bytes anywhere inside a history event (a protobuf walk)."""
+    if isinstance(message, Payload):
+        yield message.data
+        return
+    for field, value in message.ListFields():
+        if field.type != field.TYPE_MESSAGE:
+            continue
+        if field.message_type.GetOptions().map_entry:
+            items = [v for v in value.values() if isinstance(v, Message)]
+        elif field.is_repeated:
+            items = list(value)
+        else:
+            items = [value]
+        for item in items:
+            yield from payload_data(item)

@@ -1,0 +1,44 @@
+"""Saved histories replay cleanly against today's workflow code.
+
+A failure here means a workflow change would break sessions already in flight: guard
+the change with `workflow.patched`, or (for an intended break) re-record the histories
+with SIGNGATE_RECORD_HISTORIES=1 and say so in the commit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from tests.support import HISTORIES_DIR
+from workflows.onboarding import OnboardingWorkflow
+
+REQUIRED = {"accept_bona_fide", "reject_deepfake", "review_approved_borderline"}
+HISTORY_FILES = sorted(HISTORIES_DIR.glob("*.json"))
+
+
+def test_golden_histories_cover_the_demo_scenarios() -> None:
+    assert REQUIRED <= {p.stem for p in HISTORY_FILES}
+
+
+@pytest.mark.parametrize("path", HISTORY_FILES, ids=lambda p: p.stem)
+async def test_saved_history_replays_against_current_code(path: Path) -> None:
+    history = WorkflowHistory.from_json(f"onboarding-{path.stem}", path.read_text())
+    replayer = Replayer(workflows=[OnboardingWorkflow], data_converter=pydantic_data_converter)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
+
+
+async def test_a_changed_workflow_is_caught_by_replay(tmp_path: Path) -> None:
+    """The replay test can fail: a history whose commands no longer match is reported."""
+    path = HISTORIES_DIR / "accept_bona_fide.json"
+    tampered = path.read_text().replace('"name": "decide"', '"name": "decide_v0"')
+    assert tampered != path.read_text()
+    history = WorkflowHistory.from_json("onboarding-tampered", tampered)
+    replayer = Replayer(workflows=[OnboardingWorkflow], data_converter=pydantic_data_converter)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is not None

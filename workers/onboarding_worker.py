@@ -1,0 +1,48 @@
+"""The onboarding worker: which workflow and activities run on which task queue.
+
+One process polls one task queue with the saga and every activity. Scale out by running
+more of these (any number, on any machine that reaches the Temporal frontend).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities import all_activities
+from activities.deps import ActivityDeps
+from signgate.settings import Settings
+from workflows.onboarding import OnboardingWorkflow
+
+
+def build_worker(
+    client: Client, settings: Settings, deps: ActivityDeps, *, max_cached_workflows: int = 1000
+) -> Worker:
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=[OnboardingWorkflow],
+        activities=all_activities(deps),
+        activity_executor=concurrent.futures.ThreadPoolExecutor(max_workers=16),
+        # After a worker dies its sticky queue would hold the next task for 10 s;
+        # a short timeout lets another worker pick the session up quickly.
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=2),
+        max_cached_workflows=max_cached_workflows,
+    )
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run until `stop` is set (or forever), then drain and close cleanly."""
+    from workers.client import connect_client
+
+    client = await connect_client(settings.temporal_address, settings.temporal_namespace)
+    deps = ActivityDeps.from_settings(settings)
+    try:
+        async with build_worker(client, settings, deps):
+            await (stop or asyncio.Event()).wait()
+    finally:
+        await deps.aclose()

@@ -1,0 +1,551 @@
+"""The onboarding saga: one durable workflow per session.
+
+Reads like the saga diagram in ARCHITECTURE.md: every step is a named await, and every
+wait sits beside its timeout and its safe branch. Deterministic code only: no I/O, no
+clock but `workflow.now()`, no randomness but `workflow.uuid4()`. Activities are called
+by name so this module knows nothing of their implementation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+
+with workflow.unsafe.imports_passed_through():
+    from signgate.models import (
+        TERMINAL_STAGES,
+        Action,
+        CheckKind,
+        CheckOutcome,
+        CheckRequest,
+        CheckResult,
+        CheckStatus,
+        CommitRequest,
+        DecideRequest,
+        Decision,
+        EvidenceSubmission,
+        LedgerAppend,
+        LedgerReceipt,
+        Mode,
+        OnboardingRequest,
+        OnboardingResult,
+        OnboardingStatus,
+        PolicyRef,
+        ReviewerRole,
+        ReviewInput,
+        ReviewOutcome,
+        ReviewRecord,
+        RiskTier,
+        SealedEvidence,
+        SealRequest,
+        Stage,
+        TimelineEvent,
+        Unlocked,
+        UnlockRequest,
+        VendorResult,
+    )
+    from workflows import search_attributes as sa
+
+MAX_STEP_UPS = 1
+# A vendor may deliver a webhook before the activity that asked for it has returned;
+# such early results wait here. Bounded so a flood of signals cannot bloat history.
+MAX_EARLY_RESULTS = 32
+
+# Faults are retried a few times, then the saga fails safe (the check becomes
+# unavailable -> review). Bad input (non-retryable reason codes) is never retried.
+FAULT_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=4,
+)
+# The ledger commit and the unlock must eventually happen: retry them much longer.
+DURABLE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+    maximum_attempts=50,
+)
+CHECK_TIMEOUT = timedelta(seconds=30)
+SEAL_TIMEOUT = timedelta(minutes=5)
+LEDGER_TIMEOUT = timedelta(seconds=30)
+
+
+class SagaAbort(Exception):
+    """A step ended the saga early with a final decision (e.g. evidence failed sealing)."""
+
+    def __init__(self, decision: Decision) -> None:
+        super().__init__(decision.reasons)
+        self.decision = decision
+
+
+@workflow.defn(name="OnboardingWorkflow")
+class OnboardingWorkflow:
+    @workflow.init
+    def __init__(self, request: OnboardingRequest) -> None:
+        self._req = request
+        self._stage = Stage.awaiting_capture
+        self._challenge = ""
+        self._round = 0
+        self._submission: EvidenceSubmission | None = None
+        self._sealed: list[SealedEvidence] = []
+        self._checks: list[CheckResult] = []
+        self._pending: dict[str, CheckKind] = {}
+        self._vendor_results: dict[str, CheckResult] = {}
+        self._decision: Decision | None = None
+        self._reviews: list[ReviewRecord] = []
+        self._reviewers_in_flight: set[str] = set()
+        self._approvals_needed = 1
+        self._timeline: list[TimelineEvent] = []
+        self._receipt: LedgerReceipt | None = None
+        self._attestation: str | None = None
+
+    # ------------------------------------------------------------------ the saga
+
+    @workflow.run
+    async def run(self, request: OnboardingRequest) -> OnboardingResult:
+        self._set_stage(Stage.awaiting_capture, "session created")
+        self._issue_challenge()
+        submission = await self._wait_for_capture(self._req.timeouts.capture_s)
+        if submission is None:
+            # Safe branch: no capture, nothing to decide on; the session simply expires.
+            return await self._expire()
+
+        decision = await self._decide_rounds(submission)
+        if decision.action is Action.review:
+            decision = await self._await_review(decision)
+
+        self._decision = decision
+        self._set_stage(Stage.committing, f"committing {decision.action}")
+        self._receipt = await self._commit(decision)
+
+        if decision.action is Action.accept and self._req.mode is Mode.enforce:
+            self._set_stage(Stage.unlocking, "decision committed; unlocking signing")
+            unlocked = await self._unlock(decision, self._receipt)
+            self._attestation = unlocked.attestation
+        final = Stage.accepted if decision.action is Action.accept else Stage.rejected
+        self._set_stage(final, ", ".join(decision.reasons))
+        # Let an in-flight review update finish replying before the run completes.
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._result()
+
+    async def _decide_rounds(self, submission: EvidenceSubmission) -> Decision:
+        """Seal -> checks -> decide, with at most MAX_STEP_UPS fresh captures."""
+        step_ups = 0
+        while True:
+            try:
+                sealed = await self._seal(submission)
+            except SagaAbort as abort:
+                return abort.decision
+            self._checks = await self._run_checks(sealed, submission)
+            await self._record_checks()
+            decision = await self._policy_decision(sealed, step_ups)
+            self._decision = decision
+            if decision.action is not Action.step_up:
+                return decision
+            if step_ups >= MAX_STEP_UPS:
+                # The policy should not ask twice; if it does, a person decides.
+                return _with(decision, Action.review, "step_up_limit_reached")
+            step_ups += 1
+            self._set_stage(Stage.awaiting_step_up, ", ".join(decision.reasons))
+            self._issue_challenge()
+            next_capture = await self._wait_for_capture(self._req.timeouts.step_up_s)
+            if next_capture is None:
+                # Safe branch: the person did not recapture in time -> a reviewer decides.
+                return _with(decision, Action.review, "step_up_timeout")
+            submission = next_capture
+
+    # ------------------------------------------------------------------ steps
+
+    async def _wait_for_capture(self, timeout_s: int) -> EvidenceSubmission | None:
+        self._submission = None
+        try:
+            await workflow.wait_condition(
+                lambda: self._submission is not None,
+                timeout=timedelta(seconds=timeout_s),
+                timeout_summary="capture timeout",
+            )
+        except builtins.TimeoutError:
+            return None
+        self._round += 1
+        return self._submission
+
+    async def _seal(self, submission: EvidenceSubmission) -> SealedEvidence:
+        self._set_stage(Stage.sealing, f"round {self._round}")
+        request = SealRequest(
+            session_id=self._req.session_id,
+            tenant_id=self._req.tenant_id,
+            round=self._round,
+            submission=submission,
+            expected_nonce=self._challenge,
+        )
+        try:
+            sealed = await workflow.execute_activity(
+                "seal_evidence",
+                request,
+                result_type=SealedEvidence,
+                start_to_close_timeout=SEAL_TIMEOUT,
+                retry_policy=FAULT_RETRY,
+            )
+        except ActivityError as err:
+            reason = _reason_of(err)
+            # Evidence that does not match its hash is never decided on by a machine:
+            # bad bytes are rejected; a sealing fault goes to a person.
+            action = Action.reject if _is_bad_input(err) else Action.review
+            raise SagaAbort(self._fallback_decision(action, reason)) from err
+        self._sealed.append(sealed)
+        return sealed
+
+    async def _run_checks(
+        self, sealed: SealedEvidence, submission: EvidenceSubmission
+    ) -> list[CheckResult]:
+        self._set_stage(Stage.checking, f"round {self._round}: {len(CheckKind)} checks")
+        requests = [
+            CheckRequest(
+                session_id=self._req.session_id,
+                tenant_id=self._req.tenant_id,
+                round=self._round,
+                kind=kind,
+                artifacts=sealed.artifacts,
+                capture=submission.capture,
+                merkle_root=sealed.merkle_root,
+            )
+            for kind in CheckKind
+        ]
+        return list(await asyncio.gather(*(self._run_check(r) for r in requests)))
+
+    async def _run_check(self, request: CheckRequest) -> CheckResult:
+        try:
+            outcome = await workflow.execute_activity(
+                f"check_{request.kind.value}",
+                request,
+                result_type=CheckOutcome,
+                start_to_close_timeout=CHECK_TIMEOUT,
+                retry_policy=FAULT_RETRY,
+            )
+        except ActivityError as err:
+            status = CheckStatus.error if _is_bad_input(err) else CheckStatus.unavailable
+            return _failed_check(request.kind, status, _reason_of(err))
+        if outcome.state == "completed" and outcome.result is not None:
+            return outcome.result
+        if outcome.vendor_ref is None:
+            return _failed_check(request.kind, CheckStatus.error, "vendor_outcome_invalid")
+        return await self._await_vendor(request.kind, outcome.vendor_ref)
+
+    async def _await_vendor(self, kind: CheckKind, vendor_ref: str) -> CheckResult:
+        self._pending[vendor_ref] = kind
+        try:
+            await workflow.wait_condition(
+                lambda: vendor_ref in self._vendor_results,
+                timeout=timedelta(seconds=self._req.timeouts.vendor_webhook_s),
+                timeout_summary=f"vendor webhook for {kind.value}",
+            )
+        except builtins.TimeoutError:
+            # Safe branch: a silent vendor makes the check unavailable, never passed.
+            return _failed_check(kind, CheckStatus.unavailable, "vendor_timeout")
+        finally:
+            self._pending.pop(vendor_ref, None)
+        return self._vendor_results[vendor_ref]
+
+    async def _record_checks(self) -> None:
+        body = {
+            "round": self._round,
+            "checks": [c.model_dump(mode="json") for c in self._checks],
+        }
+        await self._append("checks_completed", f"checks_completed:{self._round}", body)
+
+    async def _policy_decision(self, sealed: SealedEvidence, step_ups: int) -> Decision:
+        self._set_stage(Stage.deciding, f"round {self._round}")
+        return await workflow.execute_activity(
+            "decide",
+            DecideRequest(
+                session_id=self._req.session_id,
+                policy_id=self._req.policy_id,
+                checks=self._checks,
+                evidence_flags=sealed.flags,
+                step_ups_done=step_ups,
+            ),
+            result_type=Decision,
+            start_to_close_timeout=LEDGER_TIMEOUT,
+            retry_policy=DURABLE_RETRY,
+        )
+
+    async def _await_review(self, policy_decision: Decision) -> Decision:
+        """A person decides. SLA timeout escalates; the final timeout rejects."""
+        # Overriding a red-tier signal takes four eyes, one of them senior.
+        self._approvals_needed = 2 if policy_decision.tier is RiskTier.red else 1
+        self._set_stage(Stage.awaiting_review, ", ".join(policy_decision.reasons))
+        timeouts = self._req.timeouts
+        try:
+            await workflow.wait_condition(
+                self._review_settled,
+                timeout=timedelta(seconds=timeouts.review_sla_s),
+                timeout_summary="review SLA",
+            )
+        except builtins.TimeoutError:
+            self._set_stage(Stage.escalated, "review SLA missed")
+            remaining = max(1, timeouts.review_final_s - timeouts.review_sla_s)
+            try:
+                await workflow.wait_condition(
+                    self._review_settled,
+                    timeout=timedelta(seconds=remaining),
+                    timeout_summary="final review timeout",
+                )
+            except builtins.TimeoutError:
+                # Safe branch: nobody decided, so nobody signs. Never auto-accept.
+                return _with(policy_decision, Action.reject, "review_timeout", "timeout")
+        return self._review_decision(policy_decision)
+
+    def _review_settled(self) -> bool:
+        if any(not r.approve for r in self._reviews):
+            return True
+        return self._approvals_complete()
+
+    def _approvals_complete(self) -> bool:
+        approvers = [r for r in self._reviews if r.approve]
+        if len({r.reviewer_id for r in approvers}) < self._approvals_needed:
+            return False
+        if self._approvals_needed > 1:
+            return any(r.role is ReviewerRole.senior_reviewer for r in approvers)
+        return True
+
+    def _review_decision(self, policy_decision: Decision) -> Decision:
+        by = ",".join(f"reviewer:{r.reviewer_id}" for r in self._reviews)
+        rejecting = [r for r in self._reviews if not r.approve]
+        if rejecting:
+            return _with(policy_decision, Action.reject, "reviewer_rejected", by)
+        if not self._sealed:
+            # Nothing sealed means nothing an attestation could point at.
+            return _with(policy_decision, Action.reject, "evidence_not_sealed", by)
+        return _with(policy_decision, Action.accept, "reviewer_approved", by)
+
+    async def _commit(self, decision: Decision) -> LedgerReceipt:
+        return await workflow.execute_activity(
+            "commit_decision",
+            CommitRequest(
+                session_id=self._req.session_id,
+                tenant_id=self._req.tenant_id,
+                mode=self._req.mode,
+                decision=decision,
+                checks=self._checks,
+                merkle_roots=[s.merkle_root for s in self._sealed],
+                reviews=self._reviews,
+            ),
+            result_type=LedgerReceipt,
+            start_to_close_timeout=LEDGER_TIMEOUT,
+            retry_policy=DURABLE_RETRY,
+        )
+
+    async def _unlock(self, decision: Decision, receipt: LedgerReceipt) -> Unlocked:
+        return await workflow.execute_activity(
+            "unlock_signing",
+            UnlockRequest(
+                session_id=self._req.session_id,
+                tenant_id=self._req.tenant_id,
+                subject_ref=self._req.subject_ref,
+                intent=self._req.intent,
+                decision=decision,
+                decision_receipt=receipt,
+                merkle_root=self._sealed[-1].merkle_root,
+                callback_url=self._req.callback_url,
+            ),
+            result_type=Unlocked,
+            start_to_close_timeout=LEDGER_TIMEOUT,
+            retry_policy=DURABLE_RETRY,
+        )
+
+    async def _expire(self) -> OnboardingResult:
+        await self._append("expired", "expired", {"reason": "capture_timeout"})
+        self._set_stage(Stage.expired, "capture_timeout")
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._result()
+
+    async def _append(self, entry_type: str, key_suffix: str, body: dict[str, object]) -> None:
+        await workflow.execute_activity(
+            "append_ledger",
+            LedgerAppend(
+                session_id=self._req.session_id,
+                entry_type=entry_type,
+                idempotency_key=f"{self._req.session_id}:{key_suffix}",
+                body=body,
+            ),
+            result_type=LedgerReceipt,
+            start_to_close_timeout=LEDGER_TIMEOUT,
+            retry_policy=DURABLE_RETRY,
+        )
+
+    # ------------------------------------------------------------------ handlers
+
+    @workflow.signal(name="evidence_submitted")
+    def evidence_submitted(self, submission: EvidenceSubmission) -> None:
+        # Only a capture the saga is waiting for counts; late or duplicate ones are ignored.
+        if self._stage in (Stage.awaiting_capture, Stage.awaiting_step_up):
+            if self._submission is None:
+                self._submission = submission
+
+    @workflow.signal(name="vendor_result")
+    def vendor_result(self, result: VendorResult) -> None:
+        kind = self._pending.get(result.vendor_ref)
+        if kind is not None and result.result.kind is kind:
+            self._vendor_results.setdefault(result.vendor_ref, result.result)
+        elif kind is None and len(self._vendor_results) < MAX_EARLY_RESULTS:
+            # Arrived before the activity reported Pending: keep it (first one wins).
+            self._vendor_results.setdefault(result.vendor_ref, result.result)
+
+    @workflow.update(name="review")
+    async def review(self, review: ReviewInput) -> ReviewOutcome:
+        if review.reviewer_id in self._reviewers_in_flight:
+            # Two updates validated in the same activation: the second one loses.
+            raise ApplicationError("reviewer already reviewed", type="review_duplicate")
+        self._reviewers_in_flight.add(review.reviewer_id)
+        record = ReviewRecord(
+            reviewer_id=review.reviewer_id,
+            role=review.role,
+            approve=review.approve,
+            reason=review.reason,
+            at=workflow.now(),
+        )
+        # The reviewer's action is on the ledger before it can move the saga.
+        receipt = await workflow.execute_activity(
+            "append_ledger",
+            LedgerAppend(
+                session_id=self._req.session_id,
+                entry_type="review",
+                idempotency_key=f"{self._req.session_id}:review:{review.reviewer_id}",
+                body=record.model_dump(mode="json"),
+            ),
+            result_type=LedgerReceipt,
+            start_to_close_timeout=LEDGER_TIMEOUT,
+            retry_policy=DURABLE_RETRY,
+        )
+        self._reviews.append(record.model_copy(update={"ledger": receipt}))
+        verb = "approved" if review.approve else "rejected"
+        self._note(f"{review.reviewer_id} ({review.role.value}) {verb}: {review.reason}")
+        settled = self._review_settled()
+        needed = 0 if settled else self._approvals_needed - sum(r.approve for r in self._reviews)
+        return ReviewOutcome(accepted_review=True, decision_final=settled, approvals_needed=needed)
+
+    @review.validator
+    def validate_review(self, review: ReviewInput) -> None:
+        if self._stage not in (Stage.awaiting_review, Stage.escalated):
+            raise ValueError(f"session is not awaiting review (stage: {self._stage.value})")
+        if self._review_settled():
+            raise ValueError("review already settled")
+        known_role = self._req.reviewers.get(review.reviewer_id)
+        if known_role is None:
+            raise ValueError(f"unknown reviewer {review.reviewer_id!r}")
+        if known_role is not review.role:
+            raise ValueError(f"reviewer {review.reviewer_id!r} does not hold role {review.role}")
+        if review.reviewer_id in self._reviewers_in_flight:
+            raise ValueError(f"reviewer {review.reviewer_id!r} already reviewed this session")
+        approvals = [r for r in self._reviews if r.approve]
+        last_approval = len(approvals) + 1 == self._approvals_needed > 1
+        no_senior_yet = not any(r.role is ReviewerRole.senior_reviewer for r in approvals)
+        if review.approve and last_approval and no_senior_yet:
+            if review.role is not ReviewerRole.senior_reviewer:
+                raise ValueError(
+                    "the second approval of a red-tier session needs a senior_reviewer"
+                )
+
+    @workflow.query(name="status")
+    def status(self) -> OnboardingStatus:
+        return OnboardingStatus(
+            session_id=self._req.session_id,
+            stage=self._stage,
+            challenge_nonce=self._challenge,
+            round=self._round,
+            pending=[f"{kind.value}:{ref}" for ref, kind in self._pending.items()]
+            + self._pending_people(),
+            checks=self._checks,
+            decision=self._decision,
+            reviews=self._reviews,
+            timeline=self._timeline,
+            attestation=self._attestation,
+            decision_receipt=self._receipt,
+        )
+
+    # ------------------------------------------------------------------ helpers
+
+    def _pending_people(self) -> list[str]:
+        if self._stage in (Stage.awaiting_capture, Stage.awaiting_step_up):
+            return ["capture"]
+        if self._stage in (Stage.awaiting_review, Stage.escalated):
+            return ["review"]
+        return []
+
+    def _issue_challenge(self) -> None:
+        self._challenge = str(workflow.uuid4())
+
+    def _set_stage(self, stage: Stage, note: str = "") -> None:
+        self._stage = stage
+        self._note(note)
+        updates = [
+            sa.ONBOARDING_STATUS.value_set(stage.value),
+            sa.TENANT_ID.value_set(self._req.tenant_id),
+        ]
+        if self._decision is not None:
+            updates.append(sa.RISK_TIER.value_set(self._decision.tier.value))
+            updates.append(sa.POLICY_VERSION.value_set(self._decision.policy.version))
+        workflow.upsert_search_attributes(updates)
+
+    def _note(self, note: str) -> None:
+        self._timeline.append(TimelineEvent(at=workflow.now(), stage=self._stage, note=note))
+
+    def _fallback_decision(self, action: Action, reason: str) -> Decision:
+        """A decision the saga takes without the policy (sealing failed): never accept."""
+        tier = RiskTier.red if action is Action.reject else RiskTier.yellow
+        return Decision(
+            action=action,
+            tier=tier,
+            reasons=[reason],
+            policy=PolicyRef(policy_id="saga", version="fail-safe", sha256="0" * 64),
+            decided_by="saga",
+        )
+
+    def _result(self) -> OnboardingResult:
+        assert self._stage in TERMINAL_STAGES
+        return OnboardingResult(
+            session_id=self._req.session_id,
+            stage=self._stage,
+            decision=self._decision,
+            decision_receipt=self._receipt,
+            attestation=self._attestation,
+            merkle_roots=[s.merkle_root for s in self._sealed],
+        )
+
+
+def _with(decision: Decision, action: Action, reason: str, by: str | None = None) -> Decision:
+    tier = decision.tier
+    if action is Action.reject:
+        tier = RiskTier.red
+    return decision.model_copy(
+        update={
+            "action": action,
+            "tier": tier,
+            "reasons": [*decision.reasons, reason],
+            "decided_by": by or decision.decided_by,
+        }
+    )
+
+
+def _failed_check(kind: CheckKind, status: CheckStatus, reason: str) -> CheckResult:
+    return CheckResult(kind=kind, status=status, provider="saga", reason=reason)
+
+
+def _reason_of(err: ActivityError) -> str:
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.type:
+        return cause.type
+    if isinstance(cause, TimeoutError):
+        return "activity_timeout"
+    return "activity_failed"
+
+
+def _is_bad_input(err: ActivityError) -> bool:
+    cause = err.cause
+    return isinstance(cause, ApplicationError) and cause.non_retryable
