@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     )
     timeouts: SessionTimeouts = Field(default_factory=SessionTimeouts)
     attestation_ttl_s: int = 15 * 60
+    log_json: bool = False
+    log_level: str = "INFO"
 
     @property
     def evidence_dir(self) -> Path:

@@ -1,0 +1,113 @@
+"""`signgate demo`: three onboarding sessions through the gateway of the embedded stack.
+
+A bona fide capture is accepted and unlocked, a deepfake is rejected, and a borderline
+capture waits for a reviewer who approves it through the gateway. The demo media are
+synthetic images made on the fly; the vendor is the bundled sandbox, whose outcome the
+`scenario` field of the capture metadata selects.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+
+from PIL import Image, ImageDraw
+from pydantic import BaseModel
+
+from signgate.client import GatewayClient
+from signgate.ledger import SqliteLedger
+from signgate.models import ArtifactKind, ArtifactRef, CaptureMetadata, Stage
+from signgate.settings import Settings
+from signgate.signer import KeyRing
+from signgate.verification import verify_attestation_with_ledger
+
+SCENARIOS = ("bona_fide", "deepfake", "borderline")
+MEDIA_KINDS = (ArtifactKind.selfie, ArtifactKind.id_front, ArtifactKind.liveness_video)
+
+
+class DemoSession(BaseModel):
+    session_id: str
+    scenario: str
+    action: str
+    ledger_seq: int | None
+    attestation_valid: bool
+    reviewed_by: str | None = None
+
+
+class DemoReport(BaseModel):
+    sessions: list[DemoSession]
+    audit_verified: bool
+
+
+@dataclass
+class DemoKeys:
+    app: str
+    reviewer: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DemoKeys:
+        def key_for(role: str) -> str:
+            return next(k for k, v in settings.api_keys.items() if v.role == role)
+
+        return cls(app=key_for("app"), reviewer=key_for("reviewer"))
+
+
+def synthetic_image(label: str) -> bytes:
+    """A unique synthetic picture (random noise + a label), so no capture is a replay."""
+    image = Image.frombytes("RGB", (96, 96), os.urandom(96 * 96 * 3))
+    ImageDraw.Draw(image).text((4, 4), label[:14], fill=(255, 255, 255))
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+async def run_session(settings: Settings, keys: DemoKeys, scenario: str) -> DemoSession:
+    async with GatewayClient(settings.gateway_url, keys.app) as app:
+        created = await app.create_session(
+            subject_ref=f"demo-user-{scenario}", intent="sign:demo-contract"
+        )
+        sid = created["session_id"]
+        refs: list[ArtifactRef] = []
+        for kind in MEDIA_KINDS:
+            refs.append(await app.upload(sid, kind, synthetic_image(f"{scenario}"), "image/jpeg"))
+        capture = CaptureMetadata(challenge_nonce=created["challenge_nonce"], scenario=scenario)
+        await app.submit(sid, refs, capture)
+        status = await app.wait_for(sid, set(TERMINAL_OR_REVIEW), timeout_s=120)
+        reviewed_by = None
+        if status.stage in (Stage.awaiting_review, Stage.escalated):
+            async with GatewayClient(settings.gateway_url, keys.reviewer) as reviewer:
+                await reviewer.review(sid, approve=True, reason="demo: selfie matches the ID")
+                reviewed_by = settings.api_keys[keys.reviewer].principal
+            status = await app.wait_for(sid, timeout_s=60)
+        attestation_valid = False
+        if status.stage is Stage.accepted:
+            token = await app.attestation(sid)
+            verify_attestation_with_ledger(
+                token, KeyRing.from_dir(settings.keys_dir), SqliteLedger(settings.ledger_path, None)
+            )
+            attestation_valid = True
+    return DemoSession(
+        session_id=sid,
+        scenario=scenario,
+        action=status.decision.action.value if status.decision else status.stage.value,
+        ledger_seq=status.decision_receipt.seq if status.decision_receipt else None,
+        attestation_valid=attestation_valid,
+        reviewed_by=reviewed_by,
+    )
+
+
+TERMINAL_OR_REVIEW = (
+    Stage.accepted,
+    Stage.rejected,
+    Stage.expired,
+    Stage.awaiting_review,
+    Stage.escalated,
+)
+
+
+async def run_demo(settings: Settings) -> DemoReport:
+    keys = DemoKeys.from_settings(settings)
+    sessions = [await run_session(settings, keys, scenario) for scenario in SCENARIOS]
+    report = SqliteLedger(settings.ledger_path, None).verify(KeyRing.from_dir(settings.keys_dir))
+    return DemoReport(sessions=sessions, audit_verified=report.ok)

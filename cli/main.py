@@ -1,0 +1,263 @@
+"""The `signgate` command: run the embedded stack, the demo, reviews and audits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from signgate.errors import SigngateError
+from signgate.settings import Settings, get_settings
+
+app = typer.Typer(no_args_is_help=True, help=__doc__)
+
+
+@app.callback()
+def _setup() -> None:
+    from signgate.logs import configure_logging
+
+    settings = get_settings()
+    # The demo is for reading its table: request logs only when asked for.
+    quiet = "SIGNGATE_LOG_LEVEL" not in os.environ and "demo" in sys.argv[1:2]
+    configure_logging(json_logs=settings.log_json, level="WARNING" if quiet else settings.log_level)
+
+
+review_app = typer.Typer(no_args_is_help=True, help="Reviewer actions, through the gateway.")
+audit_app = typer.Typer(no_args_is_help=True, help="Check the audit ledger.")
+attest_app = typer.Typer(no_args_is_help=True, help="Check signing attestations.")
+app.add_typer(review_app, name="review")
+app.add_typer(audit_app, name="audit")
+app.add_typer(attest_app, name="attest")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(err: SigngateError) -> NoReturn:
+    err_console.print(f"[red]error[/red] {err.reason}: {err.message}")
+    raise typer.Exit(code=2)
+
+
+def _key_for(settings: Settings, role: str) -> str:
+    return next(k for k, v in settings.api_keys.items() if v.role == role)
+
+
+async def _until_interrupted(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+@app.command()
+def dev(ui: Annotated[bool, typer.Option(help="Serve the Temporal Web UI")] = True) -> None:
+    """Run the embedded stack (Temporal dev server, sandbox, gateway, worker) until Ctrl-C."""
+    from workers.stack import embedded_stack
+
+    settings = get_settings()
+
+    async def main() -> None:
+        async with embedded_stack(settings, ui=ui):
+            console.print(f"gateway   {settings.gateway_url}")
+            console.print(f"temporal  {settings.temporal_address}")
+            if ui:
+                console.print(f"web ui    http://127.0.0.1:{settings.temporal_ui_port}")
+            console.print(f"sandbox   {settings.resolved_vendor_url}  (test/demo vendor)")
+            console.print("[dim]Ctrl-C to stop[/dim]")
+            await _until_interrupted(asyncio.Event())
+        console.print("stopped cleanly")
+
+    try:
+        asyncio.run(main())
+    except SigngateError as err:
+        fail(err)
+
+
+@app.command()
+def demo(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+    use_running: Annotated[
+        bool, typer.Option("--use-running", help="Use an already running `signgate dev`")
+    ] = False,
+) -> None:
+    """Three sessions: bona fide (accepted), deepfake (rejected), borderline (reviewed)."""
+    from cli.demo import run_demo
+    from workers.stack import embedded_stack
+
+    settings = get_settings()
+
+    async def main() -> object:
+        if use_running:
+            return await run_demo(settings)
+        async with embedded_stack(settings, ui=False):
+            return await run_demo(settings)
+
+    try:
+        report = asyncio.run(main())
+    except SigngateError as err:
+        fail(err)
+    from cli.demo import DemoReport
+
+    assert isinstance(report, DemoReport)
+    if as_json:
+        print(report.model_dump_json())
+    else:
+        table = Table(title="signgate demo")
+        for column in ("scenario", "session", "action", "ledger seq", "attestation", "reviewer"):
+            table.add_column(column)
+        for s in report.sessions:
+            table.add_row(
+                s.scenario,
+                s.session_id,
+                s.action,
+                str(s.ledger_seq),
+                "valid" if s.attestation_valid else "-",
+                s.reviewed_by or "-",
+            )
+        console.print(table)
+        console.print(f"audit ledger verified: {report.audit_verified}")
+    if not report.audit_verified:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def status(session_id: str) -> None:
+    """Show one session's status (through the gateway, as ops)."""
+    from signgate.client import GatewayClient
+
+    settings = get_settings()
+
+    async def main() -> str:
+        async with GatewayClient(settings.gateway_url, _key_for(settings, "ops")) as client:
+            return (await client.status(session_id)).model_dump_json(indent=2)
+
+    try:
+        print(asyncio.run(main()))
+    except SigngateError as err:
+        fail(err)
+
+
+@review_app.command("list")
+def review_list() -> None:
+    """Sessions awaiting review, oldest SLA first."""
+    from signgate.client import GatewayClient
+
+    settings = get_settings()
+
+    async def main() -> list[dict[str, object]]:
+        key = _key_for(settings, "reviewer")
+        async with GatewayClient(settings.gateway_url, key) as client:
+            return await client.review_queue()
+
+    try:
+        rows = asyncio.run(main())
+    except SigngateError as err:
+        fail(err)
+    table = Table(title="review queue")
+    for column in ("session_id", "status", "risk_tier", "tenant_id", "start_time"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            *(
+                str(row.get(c, ""))
+                for c in ("session_id", "status", "risk_tier", "tenant_id", "start_time")
+            )
+        )
+    console.print(table)
+
+
+def _review(session_id: str, approve: bool, reason: str, api_key: str | None) -> None:
+    from signgate.client import GatewayClient
+
+    settings = get_settings()
+
+    async def main() -> str:
+        key = api_key or _key_for(settings, "reviewer")
+        async with GatewayClient(settings.gateway_url, key) as client:
+            return (await client.review(session_id, approve, reason)).model_dump_json()
+
+    try:
+        print(asyncio.run(main()))
+    except SigngateError as err:
+        fail(err)
+
+
+ApiKeyOption = Annotated[
+    str | None, typer.Option("--api-key", envvar="SIGNGATE_REVIEWER_KEY", help="Reviewer key")
+]
+
+
+@review_app.command("approve")
+def review_approve(
+    session_id: str, reason: Annotated[str, typer.Option()], api_key: ApiKeyOption = None
+) -> None:
+    """Approve a session awaiting review (a reason is mandatory)."""
+    _review(session_id, True, reason, api_key)
+
+
+@review_app.command("reject")
+def review_reject(
+    session_id: str, reason: Annotated[str, typer.Option()], api_key: ApiKeyOption = None
+) -> None:
+    """Reject a session awaiting review (a reason is mandatory)."""
+    _review(session_id, False, reason, api_key)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    ledger: Annotated[Path | None, typer.Option(help="Ledger file (default: settings)")] = None,
+    keys: Annotated[Path | None, typer.Option(help="Public keys dir (default: settings)")] = None,
+) -> None:
+    """Recompute every hash, link and signature; exit non-zero at the first bad entry."""
+    from signgate.ledger import SqliteLedger
+    from signgate.signer import KeyRing
+
+    settings = get_settings()
+    path = ledger or settings.ledger_path
+    if not path.exists():
+        err_console.print(f"[red]error[/red] ledger_missing: no ledger at {path}")
+        raise typer.Exit(code=2)
+    report = SqliteLedger(path, None).verify(KeyRing.from_dir(keys or settings.keys_dir))
+    if report.ok:
+        console.print(f"ledger ok: {report.entries_checked} entries verified ({path})")
+        return
+    err_console.print(
+        f"[red]ledger broken[/red] at seq {report.first_bad_seq}: {report.reason} ({path})"
+    )
+    raise typer.Exit(code=1)
+
+
+@attest_app.command("verify")
+def attest_verify(
+    token: str,
+    ledger: Annotated[Path | None, typer.Option(help="Ledger file (default: settings)")] = None,
+    keys: Annotated[Path | None, typer.Option(help="Public keys dir (default: settings)")] = None,
+) -> None:
+    """Exit 0 only if the signature is valid and the named ledger entry has that hash."""
+    from signgate.ledger import SqliteLedger
+    from signgate.signer import KeyRing
+    from signgate.verification import verify_attestation_with_ledger
+
+    settings = get_settings()
+    try:
+        claims = verify_attestation_with_ledger(
+            token.strip(),
+            KeyRing.from_dir(keys or settings.keys_dir),
+            SqliteLedger(ledger or settings.ledger_path, None),
+        )
+    except SigngateError as err:
+        err_console.print(f"[red]invalid[/red] {err.reason}: {err.message}")
+        raise typer.Exit(code=1) from err
+    print(json.dumps(claims.model_dump(mode="json"), indent=2))
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    sys.exit(app())

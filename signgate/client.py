@@ -1,0 +1,117 @@
+"""A small typed client for the gateway, for onboarding apps, reviewers and the demo.
+
+Speaks the same pydantic models as the server, so an app never hand-parses JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Any
+
+import httpx
+
+from signgate.errors import SigngateError
+from signgate.models import (
+    TERMINAL_STAGES,
+    ArtifactKind,
+    ArtifactRef,
+    CaptureMetadata,
+    EvidenceSubmission,
+    OnboardingStatus,
+    ReviewOutcome,
+    Stage,
+)
+
+
+class GatewayError(SigngateError):
+    """The gateway refused a call; `reason` is its reason code, `status_code` the HTTP code."""
+
+    def __init__(self, status_code: int, reason: str, message: str) -> None:
+        super().__init__(f"HTTP {status_code} {reason}: {message}", reason=reason)
+        self.status_code = status_code
+
+
+class GatewayClient:
+    def __init__(self, base_url: str, api_key: str, timeout_s: float = 30.0) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url, headers={"X-API-Key": api_key}, timeout=timeout_s
+        )
+
+    async def __aenter__(self) -> GatewayClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _call(self, method: str, url: str, **kwargs: Any) -> Any:
+        response = await self._http.request(method, url, **kwargs)
+        if response.status_code >= 400:
+            try:
+                error = response.json()["error"]
+                reason, message = error["reason"], error["message"]
+            except (ValueError, KeyError, TypeError):
+                reason, message = "http_error", response.text[:200]
+            raise GatewayError(response.status_code, reason, message)
+        return response.json()
+
+    async def create_session(self, subject_ref: str, intent: str, **extra: Any) -> dict[str, Any]:
+        body = {"subject_ref": subject_ref, "intent": intent, **extra}
+        result: dict[str, Any] = await self._call("POST", "/v1/sessions", json=body)
+        return result
+
+    async def upload(
+        self, session_id: str, kind: ArtifactKind, data: bytes, content_type: str
+    ) -> ArtifactRef:
+        digest = hashlib.sha256(data).hexdigest()
+        body = await self._call(
+            "PUT",
+            f"/v1/sessions/{session_id}/evidence/{kind.value}",
+            content=data,
+            headers={"X-Content-SHA256": digest, "Content-Type": content_type},
+        )
+        return ArtifactRef.model_validate(body)
+
+    async def submit(
+        self, session_id: str, artifacts: list[ArtifactRef], capture: CaptureMetadata
+    ) -> None:
+        submission = EvidenceSubmission(artifacts=artifacts, capture=capture)
+        await self._call(
+            "POST", f"/v1/sessions/{session_id}/submit", json=submission.model_dump(mode="json")
+        )
+
+    async def status(self, session_id: str) -> OnboardingStatus:
+        return OnboardingStatus.model_validate(
+            await self._call("GET", f"/v1/sessions/{session_id}")
+        )
+
+    async def wait_for(
+        self, session_id: str, stages: set[Stage] | None = None, timeout_s: float = 60.0
+    ) -> OnboardingStatus:
+        """Poll until the session reaches one of `stages` (default: any terminal stage)."""
+        wanted = stages or set(TERMINAL_STAGES)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            status = await self.status(session_id)
+            if status.stage in wanted:
+                return status
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"session {session_id} stuck at {status.stage.value}")
+            await asyncio.sleep(0.2)
+
+    async def review(self, session_id: str, approve: bool, reason: str) -> ReviewOutcome:
+        body = {"approve": approve, "reason": reason}
+        return ReviewOutcome.model_validate(
+            await self._call("POST", f"/v1/sessions/{session_id}/review", json=body)
+        )
+
+    async def review_queue(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self._call("GET", "/v1/reviews")
+        return result
+
+    async def attestation(self, session_id: str) -> str:
+        body = await self._call("GET", f"/v1/sessions/{session_id}/attestation")
+        return str(body["attestation"])

@@ -1,0 +1,221 @@
+"""End to end: the embedded stack exactly as `signgate dev` runs it (real Temporal dev
+server on a SQLite file, worker, gateway, bundled vendor sandbox), driven over HTTP, and
+the `signgate` CLI contracts checked as a user would call them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from cli.demo import DemoReport, run_demo
+from signgate.client import GatewayClient
+from signgate.ledger import SqliteLedger
+from signgate.models import ArtifactKind, CaptureMetadata, Stage
+from signgate.settings import Settings
+from signgate.webhooks import sign_webhook
+from tests.support import free_port, jpeg_bytes
+from workers.stack import embedded_stack
+
+SIGNGATE = [sys.executable, "-m", "cli"]
+
+
+def stack_settings(var_dir: Path) -> Settings:
+    return Settings(
+        var_dir=var_dir,
+        temporal_address=f"127.0.0.1:{free_port()}",
+        gateway_port=free_port(),
+        sandbox_port=free_port(),
+    )
+
+
+def cli_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        SIGNGATE_VAR_DIR=str(settings.var_dir),
+        SIGNGATE_GATEWAY_PORT=str(settings.gateway_port),
+        SIGNGATE_SANDBOX_PORT=str(settings.sandbox_port),
+        SIGNGATE_TEMPORAL_ADDRESS=settings.temporal_address,
+    )
+    return env
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def demo_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[tuple[Settings, DemoReport]]:
+    settings = stack_settings(tmp_path_factory.mktemp("e2e") / "var")
+    async with embedded_stack(settings, ui=False):
+        report = await run_demo(settings)
+        yield settings, report
+
+
+async def test_demo_scenarios_reach_their_outcomes(demo_run: tuple[Settings, DemoReport]) -> None:
+    _, report = demo_run
+    outcomes = {s.scenario: (s.action, s.attestation_valid, s.reviewed_by) for s in report.sessions}
+    assert outcomes == {
+        "bona_fide": ("accept", True, None),
+        "deepfake": ("reject", False, None),
+        "borderline": ("accept", True, "rev-alice"),
+    }
+    assert report.audit_verified
+
+
+async def test_signing_is_unlocked_strictly_after_the_decision_is_committed(
+    demo_run: tuple[Settings, DemoReport],
+) -> None:
+    settings, report = demo_run
+    ledger = SqliteLedger(settings.ledger_path, None)
+    for session in report.sessions:
+        entries = ledger.entries(session.session_id)
+        types = [e.entry_type for e in entries]
+        decision = next(e for e in entries if e.entry_type == "decision")
+        assert decision.seq == session.ledger_seq
+        if session.action == "accept":
+            unlocked = next(e for e in entries if e.entry_type == "signing_unlocked")
+            assert unlocked.seq > decision.seq
+            assert unlocked.body["decision_seq"] == decision.seq
+            assert types[-2:] == ["decision", "signing_unlocked"]
+        else:
+            assert "signing_unlocked" not in types
+
+
+async def test_forged_webhook_is_refused_and_changes_nothing(
+    demo_run: tuple[Settings, DemoReport],
+) -> None:
+    settings, _ = demo_run
+    app_key = next(k for k, v in settings.api_keys.items() if v.role == "app")
+    async with GatewayClient(settings.gateway_url, app_key) as app:
+        created = await app.create_session(subject_ref="user-x", intent="sign:e2e")
+        sid = created["session_id"]
+        ref = await app.upload(sid, ArtifactKind.selfie, jpeg_bytes(sid), "image/jpeg")
+        await app.submit(
+            sid,
+            [ref],
+            CaptureMetadata(challenge_nonce=created["challenge_nonce"], scenario="no_webhook"),
+        )
+        before = await app.wait_for(sid, {Stage.checking}, timeout_s=30)
+        for _ in range(100):  # wait until all five checks are parked on the vendor
+            before = await app.status(sid)
+            if len([p for p in before.pending if p != "capture"]) == 5:
+                break
+            await asyncio.sleep(0.05)
+        vendor_ref = before.pending[0].split(":", 1)[1]
+        kind = before.pending[0].split(":", 1)[0]
+        body = json.dumps(
+            {
+                "event_id": "evt-forged-1",
+                "vendor_ref": vendor_ref,
+                "reference": f"{sid}:1:{kind}",
+                "check": kind,
+                "completed_at": int(time.time()),
+                "result": {
+                    "check": kind,
+                    "risk_score": 0.0,
+                    "confidence": 1.0,
+                    "attack_hints": [],
+                    "model_version": "forged",
+                    "explanations": [],
+                },
+            }
+        ).encode()
+        forged = sign_webhook("not-the-secret", body, int(time.time()))
+        async with httpx.AsyncClient(base_url=settings.gateway_url) as http:
+            response = await http.post(
+                "/v1/webhooks/vendor",
+                content=body,
+                headers={"X-Signature": forged, "Content-Type": "application/json"},
+            )
+            assert response.status_code == 401
+            assert response.json()["error"]["reason"] == "webhook_signature_invalid"
+            after = await app.status(sid)
+            assert after.pending == before.pending
+            assert after.stage is Stage.checking
+
+            # The same body, signed with the real secret, is accepted: the refusal above
+            # was the signature, not the route.
+            genuine = sign_webhook(settings.webhook_secrets[0], body, int(time.time()))
+            response = await http.post(
+                "/v1/webhooks/vendor",
+                content=body,
+                headers={"X-Signature": genuine, "Content-Type": "application/json"},
+            )
+            assert response.status_code == 200, response.text
+            for _ in range(100):
+                after = await app.status(sid)
+                if len(after.pending) < len(before.pending):
+                    break
+                await asyncio.sleep(0.05)
+            assert f"{kind}:{vendor_ref}" not in after.pending
+
+
+def test_audit_verify_cli_names_the_first_tampered_entry(
+    demo_run: tuple[Settings, DemoReport], tmp_path: Path
+) -> None:
+    settings, _ = demo_run
+    env = cli_env(settings)
+    ok = subprocess.run(
+        [*SIGNGATE, "audit", "verify"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert ok.returncode == 0, ok.stderr
+
+    copy = tmp_path / "ledger.sqlite3"
+    with sqlite3.connect(settings.ledger_path) as source, sqlite3.connect(copy) as target:
+        source.backup(target)
+    with sqlite3.connect(copy) as conn:  # an attacker with file access drops the triggers
+        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'"):
+            conn.execute(f"DROP TRIGGER {name}")
+        body = conn.execute("SELECT body FROM ledger_entries WHERE seq = 5").fetchone()[0]
+        conn.execute(
+            "UPDATE ledger_entries SET body = ? WHERE seq = 5", (body.replace("0", "1", 1),)
+        )
+    broken = subprocess.run(
+        [*SIGNGATE, "audit", "verify", "--ledger", str(copy)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert broken.returncode != 0
+    assert "seq 5" in broken.stderr
+
+
+def test_attest_verify_cli_accepts_a_real_token_and_refuses_a_tampered_one(
+    demo_run: tuple[Settings, DemoReport],
+) -> None:
+    settings, report = demo_run
+    accepted = next(s for s in report.sessions if s.scenario == "bona_fide")
+    token = (
+        SqliteLedger(settings.ledger_path, None)
+        .entries(accepted.session_id)[-1]
+        .body["attestation"]
+    )
+    env = cli_env(settings)
+    good = subprocess.run(
+        [*SIGNGATE, "attest", "verify", token], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert good.returncode == 0, good.stderr
+    assert json.loads(good.stdout)["sid"] == accepted.session_id
+
+    header, payload, signature = token.split(".")
+    flipped = "AAAA" if signature[-4:] != "AAAA" else "BBBB"
+    tampered = ".".join([header, payload, signature[:-4] + flipped])
+    bad = subprocess.run(
+        [*SIGNGATE, "attest", "verify", tampered],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode != 0
+    assert "attestation_" in bad.stderr
