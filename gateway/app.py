@@ -1,0 +1,88 @@
+"""The gateway app: the app API, vendor webhooks and the reviewer API, under /v1.
+
+`create_app` builds everything from one Settings; the Temporal client is the one given or
+is connected at startup (and again on first use if the server was not up yet), so the
+gateway can start before Temporal and answer /healthz meanwhile.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from temporalio.client import Client
+
+from gateway import routes_reviews, routes_sessions, routes_webhooks
+from gateway.errors import Refusal, install_error_handlers
+from gateway.onboarding import TemporalAccess
+from gateway.state import Gateway
+from signgate.settings import Settings
+
+log = structlog.get_logger("signgate.gateway")
+
+
+class RequestContext:
+    """Fresh structlog context per request, and one access line with no body, key or query."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=uuid.uuid4().hex[:16])
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            route = scope.get("route")
+            log.info(
+                "request",
+                method=scope["method"],
+                route=getattr(route, "path", "unmatched"),
+                status=status,
+                duration_ms=round((time.perf_counter() - started) * 1000),
+            )
+            structlog.contextvars.clear_contextvars()
+
+
+def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
+    temporal = TemporalAccess(settings, client)
+    gateway = Gateway.from_settings(settings, temporal)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            await temporal.client()
+        except Refusal:
+            log.warning("gateway_started_without_temporal", address=settings.temporal_address)
+        yield
+
+    app = FastAPI(title="signgate gateway", version="1", description=__doc__, lifespan=lifespan)
+    app.state.gateway = gateway
+    install_error_handlers(app)
+    app.add_middleware(RequestContext)
+    app.include_router(routes_sessions.router)
+    app.include_router(routes_webhooks.router)
+    app.include_router(routes_reviews.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, object]:
+        return {"status": "ok", "temporal_connected": temporal.connected}
+
+    return app

@@ -1,0 +1,256 @@
+"""The onboarding workflow as the gateway sees it: addressed by name, never imported.
+
+The gateway knows the workflow's type, id scheme, handler names and search attributes,
+and speaks the shared models to it; the workflow code itself stays out of this process.
+Temporal errors become refusals here, so routes read like the API they serve.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import structlog
+from pydantic import BaseModel
+from temporalio.client import (
+    Client,
+    RPCTimeoutOrCancelledError,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowQueryRejectedError,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from gateway.errors import Refusal, session_not_found
+from signgate.models import (
+    EvidenceSubmission,
+    OnboardingRequest,
+    OnboardingStatus,
+    ReviewInput,
+    ReviewOutcome,
+    Stage,
+    VendorResult,
+)
+from signgate.settings import ApiKey, Settings
+from workers.client import connect_client
+
+log = structlog.get_logger("signgate.gateway")
+
+WORKFLOW_TYPE = "OnboardingWorkflow"
+WORKFLOW_ID_PREFIX = "onboarding-"
+
+# The workflow upserts these (workflows/search_attributes.py owns the definitions); the
+# gateway names them as the workflow's public contract instead of importing workflow code.
+ONBOARDING_STATUS = SearchAttributeKey.for_keyword("OnboardingStatus")
+RISK_TIER = SearchAttributeKey.for_keyword("RiskTier")
+TENANT_ID = SearchAttributeKey.for_keyword("TenantId")
+
+REVIEW_STAGES = (Stage.awaiting_review, Stage.escalated)
+CAPTURE_STAGES = (Stage.awaiting_capture, Stage.awaiting_step_up)
+
+# The status query answers from the workflow's initial state before its first task has run
+# `_issue_challenge`; a just-started session gets this long to show its challenge.
+_CHALLENGE_WAIT_S = 5.0
+_POLL_S = 0.05
+
+
+def workflow_id(session_id: str) -> str:
+    return f"{WORKFLOW_ID_PREFIX}{session_id}"
+
+
+class ReviewQueueItem(BaseModel):
+    session_id: str
+    status: str | None
+    risk_tier: str | None
+    tenant_id: str | None
+    start_time: datetime
+
+
+class TemporalAccess:
+    """The Temporal client, given or connected on first use (and retried after a failure)."""
+
+    def __init__(self, settings: Settings, client: Client | None = None) -> None:
+        self._settings = settings
+        self._client = client
+        self._lock = asyncio.Lock()
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None
+
+    async def client(self) -> Client:
+        if self._client is not None:
+            return self._client
+        async with self._lock:
+            if self._client is None:
+                try:
+                    self._client = await connect_client(
+                        self._settings.temporal_address, self._settings.temporal_namespace
+                    )
+                except (RuntimeError, RPCError, OSError) as exc:
+                    log.warning("temporal_connect_failed", error_type=type(exc).__name__)
+                    raise Refusal(
+                        503, "temporal_unavailable", "the workflow service is not reachable"
+                    ) from exc
+            return self._client
+
+
+@asynccontextmanager
+async def _temporal_errors(session_id: str) -> AsyncIterator[None]:
+    """Temporal's errors, as the refusals an API caller can act on."""
+    try:
+        yield
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise session_not_found(session_id) from err
+        log.warning("temporal_call_failed", grpc_status=err.status.name)
+        raise Refusal(503, "temporal_unavailable", "the workflow service failed") from err
+    except RPCTimeoutOrCancelledError as err:
+        raise Refusal(503, "temporal_unavailable", "the workflow service timed out") from err
+    except (WorkflowQueryFailedError, WorkflowQueryRejectedError) as err:
+        log.warning("status_query_failed", error_type=type(err).__name__)
+        raise Refusal(503, "status_unavailable", "the session could not report status") from err
+
+
+class Sessions:
+    """Start, look up, signal and review onboarding sessions."""
+
+    def __init__(self, temporal: TemporalAccess, settings: Settings) -> None:
+        self._temporal = temporal
+        self._settings = settings
+
+    async def _handle(self, session_id: str) -> WorkflowHandle[Any, Any]:
+        client = await self._temporal.client()
+        return client.get_workflow_handle(workflow_id(session_id))
+
+    async def start(self, request: OnboardingRequest) -> None:
+        """Start the session; starting it again (running or closed) is not an error.
+
+        USE_EXISTING answers a duplicate start of a running session with that run;
+        REJECT_DUPLICATE stops a closed session's id from starting a second, new run.
+        The tenant is set at start, not at the first workflow task, so tenant isolation
+        holds from the first moment the session exists.
+        """
+        client = await self._temporal.client()
+        try:
+            async with _temporal_errors(request.session_id):
+                await client.start_workflow(
+                    WORKFLOW_TYPE,
+                    request,
+                    id=workflow_id(request.session_id),
+                    task_queue=self._settings.task_queue,
+                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    search_attributes=TypedSearchAttributes(
+                        [SearchAttributePair(TENANT_ID, request.tenant_id)]
+                    ),
+                )
+        except WorkflowAlreadyStartedError:
+            log.info("session_already_closed_returning_it")
+        if await self.tenant_of(request.session_id) != request.tenant_id:
+            raise Refusal(409, "session_id_taken", "this session id is not available")
+
+    async def tenant_of(self, session_id: str) -> str | None:
+        handle = await self._handle(session_id)
+        async with _temporal_errors(session_id):
+            description = await handle.describe()
+        if description.workflow_type != WORKFLOW_TYPE:
+            raise session_not_found(session_id)
+        return description.typed_search_attributes.get(TENANT_ID)
+
+    async def authorize(self, key: ApiKey, session_id: str) -> None:
+        """404 unless the session exists and, for an app, belongs to the app's tenant."""
+        tenant = await self.tenant_of(session_id)
+        if key.role == "app" and tenant != key.tenant_id:
+            raise session_not_found(session_id)
+
+    async def status(
+        self, session_id: str, *, wait_for_challenge: bool = False
+    ) -> OnboardingStatus:
+        handle = await self._handle(session_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (_CHALLENGE_WAIT_S if wait_for_challenge else 0)
+        while True:
+            async with _temporal_errors(session_id):
+                status: OnboardingStatus = await handle.query(
+                    "status", result_type=OnboardingStatus
+                )
+            if status.challenge_nonce or status.stage is not Stage.awaiting_capture:
+                return status
+            if loop.time() >= deadline:
+                return status
+            await asyncio.sleep(_POLL_S)
+
+    async def submit_evidence(self, session_id: str, submission: EvidenceSubmission) -> None:
+        handle = await self._handle(session_id)
+        async with _temporal_errors(session_id):
+            await handle.signal("evidence_submitted", submission)
+
+    async def vendor_result(self, session_id: str, result: VendorResult) -> None:
+        handle = await self._handle(session_id)
+        async with _temporal_errors(session_id):
+            await handle.signal("vendor_result", result)
+
+    async def review(self, session_id: str, review: ReviewInput) -> ReviewOutcome:
+        handle = await self._handle(session_id)
+        try:
+            async with _temporal_errors(session_id):
+                outcome: ReviewOutcome = await handle.execute_update(
+                    "review", review, result_type=ReviewOutcome
+                )
+                return outcome
+        except WorkflowUpdateFailedError as err:
+            # The validator's refusal (or the handler's) is a message a reviewer can act on.
+            cause = err.cause
+            message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            raise Refusal(409, "review_refused", message) from err
+        except Refusal as refusal:
+            if refusal.reason != "session_not_found":
+                raise
+            # A closed session refuses updates with NOT_FOUND; say why if it exists.
+            if await self._is_closed(session_id):
+                raise Refusal(409, "review_refused", "session is closed") from refusal
+            raise
+
+    async def _is_closed(self, session_id: str) -> bool:
+        handle = await self._handle(session_id)
+        async with _temporal_errors(session_id):
+            description = await handle.describe()
+        return description.status not in (None, WorkflowExecutionStatus.RUNNING)
+
+    async def awaiting_review(self, limit: int = 1000) -> list[ReviewQueueItem]:
+        """The review queue, from one visibility query on the status search attribute."""
+        stages = ", ".join(f"'{stage.value}'" for stage in REVIEW_STAGES)
+        query = (
+            f"WorkflowType = '{WORKFLOW_TYPE}' AND ExecutionStatus = 'Running'"
+            f" AND {ONBOARDING_STATUS.name} IN ({stages})"
+        )
+        client = await self._temporal.client()
+        items: list[ReviewQueueItem] = []
+        async with _temporal_errors("*"):
+            async for execution in client.list_workflows(query, limit=limit):
+                attributes = execution.typed_search_attributes
+                items.append(
+                    ReviewQueueItem(
+                        session_id=execution.id.removeprefix(WORKFLOW_ID_PREFIX),
+                        status=attributes.get(ONBOARDING_STATUS),
+                        risk_tier=attributes.get(RISK_TIER),
+                        tenant_id=attributes.get(TENANT_ID),
+                        start_time=execution.start_time,
+                    )
+                )
+        items.sort(key=lambda item: item.start_time)
+        return items

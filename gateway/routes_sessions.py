@@ -1,0 +1,208 @@
+"""The app API: create a session, upload evidence, submit a capture, poll, fetch the attestation."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Header, Path, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from gateway.auth import require
+from gateway.errors import Refusal
+from gateway.onboarding import CAPTURE_STAGES, Sessions, workflow_id
+from gateway.state import Gateway, bind_session, gateway_of
+from signgate.evidence import object_key_for
+from signgate.models import (
+    ArtifactKind,
+    ArtifactRef,
+    EvidenceSubmission,
+    Mode,
+    OnboardingRequest,
+    OnboardingStatus,
+)
+from signgate.settings import ApiKey
+
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+
+SESSION_ID = r"^[A-Za-z0-9_-]{8,64}$"
+SessionId = Annotated[str, Path(pattern=SESSION_ID)]
+GatewayDep = Annotated[Gateway, Depends(gateway_of)]
+AppKey = Annotated[ApiKey, Depends(require("app"))]
+AnyKey = Annotated[ApiKey, Depends(require("app", "reviewer", "senior_reviewer", "ops"))]
+
+_SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
+_MAX_CONTENT_TYPE_CHARS = 127
+
+
+class CreateSession(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    session_id: str | None = None
+    subject_ref: str
+    intent: str
+    mode: Mode = Mode.enforce
+    policy_id: str | None = None
+    callback_url: str | None = None
+
+    @field_validator("callback_url")
+    @classmethod
+    def _http_only(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("https://", "http://")):
+            raise ValueError("callback_url must be an http(s) URL")
+        return url
+
+
+class SessionCreated(BaseModel):
+    session_id: str
+    workflow_id: str
+    stage: str
+    challenge_nonce: str
+
+
+class SessionStage(BaseModel):
+    session_id: str
+    stage: str
+
+
+class Attestation(BaseModel):
+    attestation: str
+
+
+def _onboarding_request(body: CreateSession, key: ApiKey, gateway: Gateway) -> OnboardingRequest:
+    settings = gateway.settings
+    try:
+        return OnboardingRequest(
+            session_id=body.session_id or uuid.uuid4().hex,
+            tenant_id=key.tenant_id,
+            subject_ref=body.subject_ref,
+            intent=body.intent,
+            mode=body.mode,
+            policy_id=body.policy_id,
+            callback_url=body.callback_url,
+            timeouts=settings.timeouts,
+            reviewers=settings.reviewer_roster(),
+        )
+    except ValidationError as exc:
+        # Same 422 shape as a body FastAPI refused; the input itself is never echoed.
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_input=False)]
+        ) from exc
+
+
+@router.post("", status_code=201)
+async def create_session(body: CreateSession, key: AppKey, gateway: GatewayDep) -> SessionCreated:
+    request = _onboarding_request(body, key, gateway)
+    bind_session(request.session_id)
+    await gateway.sessions.start(request)
+    status = await gateway.sessions.status(request.session_id, wait_for_challenge=True)
+    return SessionCreated(
+        session_id=request.session_id,
+        workflow_id=workflow_id(request.session_id),
+        stage=status.stage.value,
+        challenge_nonce=status.challenge_nonce,
+    )
+
+
+async def _awaiting_capture(sessions: Sessions, key: ApiKey, session_id: str) -> None:
+    await sessions.authorize(key, session_id)
+    status = await sessions.status(session_id)
+    if status.stage not in CAPTURE_STAGES:
+        raise Refusal(
+            409,
+            "session_not_awaiting_capture",
+            f"session is {status.stage.value}, not awaiting a capture",
+        )
+
+
+def _expected_sha256(header: str | None) -> str:
+    if header is None or not header.strip():
+        raise Refusal(
+            422, "evidence_hash_missing", "send X-Content-SHA256: <hex SHA-256 of the body>"
+        )
+    if not _SHA256_HEX.match(header.strip()):
+        raise Refusal(422, "evidence_hash_invalid", "X-Content-SHA256 must be 64 hex characters")
+    return header.strip().lower()
+
+
+def _refuse_oversize(kind: ArtifactKind, content_length: str | None, max_bytes: int) -> None:
+    """Refuse a declared oversize body before reading a byte of it."""
+    if content_length is None:
+        return  # chunked: the store enforces the cap while streaming
+    try:
+        declared = int(content_length)
+    except ValueError:
+        raise Refusal(400, "content_length_invalid", "Content-Length is not a number") from None
+    if declared > max_bytes:
+        raise Refusal(413, "evidence_too_large", f"{kind.value} is limited to {max_bytes} bytes")
+
+
+@router.put("/{session_id}/evidence/{kind}", status_code=201)
+async def upload_evidence(
+    session_id: SessionId,
+    kind: ArtifactKind,
+    request: Request,
+    key: AppKey,
+    gateway: GatewayDep,
+    x_content_sha256: Annotated[str | None, Header()] = None,
+    content_length: Annotated[str | None, Header()] = None,
+    content_type: Annotated[str, Header()] = "application/octet-stream",
+) -> ArtifactRef:
+    bind_session(session_id)
+    expected = _expected_sha256(x_content_sha256)
+    max_bytes = gateway.settings.max_upload_bytes[kind]
+    _refuse_oversize(kind, content_length, max_bytes)
+    await _awaiting_capture(gateway.sessions, key, session_id)
+    return await gateway.store.put_stream(
+        kind,
+        request.stream(),
+        expected_sha256=expected,
+        max_bytes=max_bytes,
+        content_type=content_type[:_MAX_CONTENT_TYPE_CHARS],
+    )
+
+
+@router.post("/{session_id}/submit", status_code=202)
+async def submit_capture(
+    session_id: SessionId,
+    submission: Annotated[EvidenceSubmission, Body()],
+    key: AppKey,
+    gateway: GatewayDep,
+) -> SessionStage:
+    bind_session(session_id)
+    await _awaiting_capture(gateway.sessions, key, session_id)
+    for ref in submission.artifacts:
+        # Content-addressed: the key names the hash, so "stored under this key" is
+        # "stored with this hash". seal_evidence re-hashes the bytes before any check.
+        if ref.object_key != object_key_for(ref.sha256) or not gateway.store.exists(ref.object_key):
+            raise Refusal(
+                422,
+                "evidence_missing",
+                f"{ref.kind.value} artifact {ref.sha256[:12]}... is not in the evidence store",
+            )
+    await gateway.sessions.submit_evidence(session_id, submission)
+    status = await gateway.sessions.status(session_id)
+    return SessionStage(session_id=session_id, stage=status.stage.value)
+
+
+@router.get("/{session_id}")
+async def session_status(
+    session_id: SessionId, key: AnyKey, gateway: GatewayDep
+) -> OnboardingStatus:
+    bind_session(session_id)
+    await gateway.sessions.authorize(key, session_id)
+    return await gateway.sessions.status(session_id)
+
+
+@router.get("/{session_id}/attestation")
+async def attestation(session_id: SessionId, key: AppKey, gateway: GatewayDep) -> Attestation:
+    bind_session(session_id)
+    await gateway.sessions.authorize(key, session_id)
+    status = await gateway.sessions.status(session_id)
+    if status.attestation is None:
+        raise Refusal(
+            409, "not_unlocked", f"signing is not unlocked (session is {status.stage.value})"
+        )
+    return Attestation(attestation=status.attestation)

@@ -1,0 +1,155 @@
+"""The gateway over real HTTP on loopback, in front of the real dev server and a real worker.
+
+The only double is the bundled vendor sandbox (the vendor we cannot reach). The gateway is
+run by `gateway.server.serve`, the same way `signgate dev` runs it, on the port the
+settings name, so the worker's webhook callback URL reaches it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from activities.deps import ActivityDeps
+from gateway.server import serve
+from signgate.models import ArtifactKind, ArtifactRef, OnboardingStatus, Stage
+from signgate.sandbox import create_sandbox_app
+from signgate.settings import DEV_API_KEYS, ApiKey, Settings
+from tests.conftest import RunningDevServer
+from tests.support import CAPTURE_KINDS, jpeg_bytes, make_settings, serve_app
+from workers.onboarding_worker import build_worker
+
+APP_KEY = "dev-app-key"
+OTHER_TENANT_APP_KEY = "other-tenant-app-key"
+REVIEWER_KEY = "dev-reviewer-key"
+SENIOR_KEY = "dev-senior-key"
+OPS_KEY = "dev-ops-key"
+DEVICE_SIGNALS_CAP = 1024  # small, so "too large" needs no large body
+
+
+@dataclass
+class GatewayStack:
+    settings: Settings
+    deps: ActivityDeps
+    base_url: str
+    temporal: RunningDevServer
+
+    def http(self, key: str | None = APP_KEY, **headers: str) -> httpx.AsyncClient:
+        if key is not None:
+            headers["X-API-Key"] = key
+        return httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=30.0)
+
+    async def create_session(self, **body: Any) -> dict[str, Any]:
+        async with self.http() as http:
+            response = await http.post(
+                "/v1/sessions", json={"subject_ref": "user-42", "intent": "sign:nda", **body}
+            )
+        assert response.status_code == 201, response.text
+        created: dict[str, Any] = response.json()
+        return created
+
+    async def upload(self, session_id: str, kind: ArtifactKind, data: bytes) -> ArtifactRef:
+        async with self.http() as http:
+            response = await http.put(
+                f"/v1/sessions/{session_id}/evidence/{kind.value}",
+                content=data,
+                headers={
+                    "X-Content-SHA256": hashlib.sha256(data).hexdigest(),
+                    "Content-Type": "image/jpeg",
+                },
+            )
+        assert response.status_code == 201, response.text
+        return ArtifactRef.model_validate(response.json())
+
+    async def capture(self, session_id: str, nonce: str, scenario: str) -> None:
+        """Upload one fresh capture round and submit it for `scenario`."""
+        refs = [
+            await self.upload(session_id, kind, jpeg_bytes(f"{session_id}:{kind}"))
+            for kind in CAPTURE_KINDS
+        ]
+        body = {
+            "artifacts": [ref.model_dump(mode="json") for ref in refs],
+            "capture": {"challenge_nonce": nonce, "scenario": scenario},
+        }
+        async with self.http() as http:
+            response = await http.post(f"/v1/sessions/{session_id}/submit", json=body)
+        assert response.status_code == 202, response.text
+
+    async def status(self, session_id: str, key: str = OPS_KEY) -> OnboardingStatus:
+        async with self.http(key) as http:
+            response = await http.get(f"/v1/sessions/{session_id}")
+        assert response.status_code == 200, response.text
+        return OnboardingStatus.model_validate(response.json())
+
+    async def wait_until(
+        self, session_id: str, done: Any, what: str, limit_s: float = 30.0
+    ) -> OnboardingStatus:
+        """Poll status (bounded, real time) until `done(status)` holds."""
+        deadline = asyncio.get_running_loop().time() + limit_s
+        while True:
+            status = await self.status(session_id)
+            if done(status):
+                return status
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"{what} never happened; stage {status.stage.value}")
+            await asyncio.sleep(0.1)
+
+    async def wait_for_stage(self, session_id: str, *stages: Stage) -> OnboardingStatus:
+        return await self.wait_until(
+            session_id, lambda s: s.stage in stages, f"stage in {[s.value for s in stages]}"
+        )
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def gw(
+    dev_server: RunningDevServer, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[GatewayStack]:
+    probe = Settings()
+    sandbox = create_sandbox_app(
+        webhook_secret=probe.webhook_secrets[0], api_key=probe.vendor_api_key, webhook_delay_s=0.2
+    )
+    async with serve_app(sandbox) as sandbox_url:
+        settings = make_settings(
+            tmp_path_factory.mktemp("gateway") / "var",
+            sandbox_url,
+            api_keys={
+                **DEV_API_KEYS,
+                OTHER_TENANT_APP_KEY: ApiKey(role="app", principal="other-app", tenant_id="other"),
+            },
+            max_upload_bytes={
+                **probe.max_upload_bytes,
+                ArtifactKind.device_signals: DEVICE_SIGNALS_CAP,
+            },
+        )
+        deps = ActivityDeps.from_settings(settings)
+        stop = asyncio.Event()
+        serving = asyncio.create_task(serve(settings, stop, client=dev_server.client))
+        try:
+            async with build_worker(dev_server.client, settings, deps):
+                await _wait_healthy(settings.gateway_url, serving)
+                yield GatewayStack(settings, deps, settings.gateway_url, dev_server)
+        finally:
+            stop.set()
+            await asyncio.wait_for(serving, timeout=20)
+            await deps.aclose()
+
+
+async def _wait_healthy(url: str, serving: asyncio.Task[None]) -> None:
+    async with httpx.AsyncClient(base_url=url, timeout=2.0) as http:
+        for _ in range(200):
+            if serving.done():
+                serving.result()
+            try:
+                if (await http.get("/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.05)
+    raise RuntimeError("gateway did not answer /healthz within 10 s")
