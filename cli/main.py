@@ -7,8 +7,9 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -79,6 +80,50 @@ def dev(ui: Annotated[bool, typer.Option(help="Serve the Temporal Web UI")] = Tr
         asyncio.run(main())
     except SigngateError as err:
         fail(err)
+
+
+def _serve_until_interrupted(
+    run: Callable[[Settings, asyncio.Event], Coroutine[Any, Any, None]],
+) -> None:
+    settings = get_settings()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(run(settings, stop))
+        waiter = asyncio.create_task(_until_interrupted(stop))
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        stop.set()
+        await task
+        waiter.cancel()
+
+    try:
+        asyncio.run(main())
+    except SigngateError as err:
+        fail(err)
+
+
+@app.command()
+def worker() -> None:
+    """Run one onboarding worker against SIGNGATE_TEMPORAL_ADDRESS (scale out: run more)."""
+    from workers.onboarding_worker import run_worker
+
+    _serve_until_interrupted(run_worker)
+
+
+@app.command()
+def gateway() -> None:
+    """Run the gateway alone (the Temporal server and a worker must be running)."""
+    from gateway.server import serve
+
+    _serve_until_interrupted(lambda settings, stop: serve(settings, stop))
+
+
+@app.command()
+def sandbox() -> None:
+    """Run the bundled vendor sandbox alone (a test and demo tool, not a vendor)."""
+    from signgate.sandbox import run_sandbox
+
+    _serve_until_interrupted(lambda settings, stop: run_sandbox(settings, stop))
 
 
 @app.command()

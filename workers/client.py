@@ -10,8 +10,20 @@ from __future__ import annotations
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from signgate.errors import Fault
+
+
+class TemporalUnreachable(Fault):
+    reason = "temporal_unreachable"
+
 
 async def connect_client(address: str, namespace: str = "default") -> Client:
-    return await Client.connect(
-        address, namespace=namespace, data_converter=pydantic_data_converter
-    )
+    try:
+        return await Client.connect(
+            address, namespace=namespace, data_converter=pydantic_data_converter
+        )
+    except RuntimeError as err:
+        raise TemporalUnreachable(
+            f"cannot reach the Temporal frontend at {address} (namespace {namespace}): "
+            "start `signgate dev` or set SIGNGATE_TEMPORAL_ADDRESS"
+        ) from err

@@ -22,7 +22,7 @@ from temporalio.client import Client
 from signgate.errors import SigngateError
 from signgate.settings import Settings
 from workers.binaries import temporal_cli_path
-from workers.client import connect_client
+from workers.client import TemporalUnreachable, connect_client
 from workers.ports import ensure_port_free
 from workers.search_attributes import ALL, ensure_search_attributes, missing_search_attributes
 
@@ -207,9 +207,9 @@ class DevServer:
                 )
             try:
                 return await asyncio.wait_for(self._probe(), timeout=min(remaining, 5.0))
-            except (TimeoutError, RuntimeError, OSError) as err:
-                # RuntimeError is what Client.connect raises while nothing listens yet;
-                # RPCError (a RuntimeError too) while the server is still warming up.
+            except (TimeoutError, RuntimeError, OSError, TemporalUnreachable) as err:
+                # TemporalUnreachable while nothing listens yet; RPCError (a
+                # RuntimeError) while the server is still warming up.
                 last_error = f"{type(err).__name__}: {err}"
             await asyncio.sleep(0.1)
 
