@@ -105,10 +105,16 @@ class SigningActivities:
         header = sign_webhook(self._deps.settings.webhook_secrets[0], body, int(time.time()))
         try:
             async with httpx.AsyncClient(timeout=5.0) as client:
-                await client.post(
+                response = await client.post(
                     request.callback_url,
                     content=body,
                     headers={"X-Signature": header, "Content-Type": "application/json"},
+                )
+            if response.is_error:
+                log.warning(
+                    "app_callback_refused",
+                    session_id=request.session_id,
+                    status=response.status_code,
                 )
         except httpx.HTTPError as err:
             log.warning("app_callback_failed", session_id=request.session_id, error=str(err))

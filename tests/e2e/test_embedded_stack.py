@@ -17,14 +17,15 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
+from fastapi import FastAPI, Request
 
 from cli.demo import DemoReport, run_demo
 from signgate.client import GatewayClient
 from signgate.ledger import SqliteLedger
 from signgate.models import ArtifactKind, CaptureMetadata, Stage
 from signgate.settings import Settings
-from signgate.webhooks import sign_webhook
-from tests.support import free_port, jpeg_bytes
+from signgate.webhooks import sign_webhook, verify_webhook
+from tests.support import free_port, jpeg_bytes, serve_app
 from workers.stack import embedded_stack
 
 SIGNGATE = [sys.executable, "-m", "cli"]
@@ -219,3 +220,41 @@ def test_attest_verify_cli_accepts_a_real_token_and_refuses_a_tampered_one(
     )
     assert bad.returncode != 0
     assert "attestation_" in bad.stderr
+
+
+async def test_app_callback_is_signed_and_carries_the_attestation(
+    demo_run: tuple[Settings, DemoReport],
+) -> None:
+    settings, _ = demo_run
+    received: list[tuple[str | None, bytes]] = []
+    receiver = FastAPI()
+
+    @receiver.post("/hooks")
+    async def hook(request: Request) -> dict[str, bool]:
+        received.append((request.headers.get("X-Signature"), await request.body()))
+        return {"ok": True}
+
+    app_key = next(k for k, v in settings.api_keys.items() if v.role == "app")
+    async with (
+        serve_app(receiver) as receiver_url,
+        GatewayClient(settings.gateway_url, app_key) as app,
+    ):
+        created = await app.create_session(
+            subject_ref="user-cb", intent="sign:callback", callback_url=f"{receiver_url}/hooks"
+        )
+        sid = created["session_id"]
+        ref = await app.upload(sid, ArtifactKind.selfie, jpeg_bytes(sid), "image/jpeg")
+        await app.submit(sid, [ref], CaptureMetadata(challenge_nonce=created["challenge_nonce"]))
+        status = await app.wait_for(sid, timeout_s=60)
+        assert status.stage is Stage.accepted
+        for _ in range(100):
+            if received:
+                break
+            await asyncio.sleep(0.05)
+
+    assert len(received) == 1
+    header, body = received[0]
+    verify_webhook(header, body, settings.webhook_secrets, now=int(time.time()))
+    event = json.loads(body)
+    assert event["type"] == "signing_unlocked" and event["session_id"] == sid
+    assert event["attestation"] == status.attestation
