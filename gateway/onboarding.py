@@ -45,7 +45,7 @@ from signgate.models import (
     VendorResult,
 )
 from signgate.settings import ApiKey, Settings
-from workers.client import connect_client
+from workers.client import TemporalUnreachable, connect_client
 
 log = structlog.get_logger("signgate.gateway")
 
@@ -100,7 +100,7 @@ class TemporalAccess:
                     self._client = await connect_client(
                         self._settings.temporal_address, self._settings.temporal_namespace
                     )
-                except (RuntimeError, RPCError, OSError) as exc:
+                except (TemporalUnreachable, RuntimeError, RPCError, OSError) as exc:
                     log.warning("temporal_connect_failed", error_type=type(exc).__name__)
                     raise Refusal(
                         503, "temporal_unavailable", "the workflow service is not reachable"
