@@ -12,7 +12,8 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -e '.[dev]'
 	touch $@
 
-test: $(VENV)/.installed
+# The whole suite: lint and types first (cheap, and a red flag for everything else).
+test: lint
 	$(VENV)/bin/pytest -q tests
 
 demo: $(VENV)/.installed
