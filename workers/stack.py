@@ -33,9 +33,16 @@ class RunningStack:
 
 def _check_ports(settings: Settings, with_sandbox: bool) -> None:
     """Fail before starting anything, naming the port and what wanted it."""
-    ensure_port_free(settings.gateway_host, settings.gateway_port, "signgate gateway")
+    ensure_port_free(
+        settings.gateway_host,
+        settings.gateway_port,
+        "signgate gateway",
+        setting="SIGNGATE_GATEWAY_PORT",
+    )
     if with_sandbox:
-        ensure_port_free("127.0.0.1", settings.sandbox_port, "vendor sandbox")
+        ensure_port_free(
+            "127.0.0.1", settings.sandbox_port, "vendor sandbox", setting="SIGNGATE_SANDBOX_PORT"
+        )
 
 
 @contextlib.asynccontextmanager

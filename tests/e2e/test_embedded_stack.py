@@ -258,3 +258,81 @@ async def test_app_callback_is_signed_and_carries_the_attestation(
     event = json.loads(body)
     assert event["type"] == "signing_unlocked" and event["session_id"] == sid
     assert event["attestation"] == status.attestation
+
+
+async def test_reviewer_cli_lists_the_queue_and_approves(
+    demo_run: tuple[Settings, DemoReport],
+) -> None:
+    settings, _ = demo_run
+    app_key = next(k for k, v in settings.api_keys.items() if v.role == "app")
+    async with GatewayClient(settings.gateway_url, app_key) as app:
+        created = await app.create_session(subject_ref="user-cli", intent="sign:cli")
+        sid = created["session_id"]
+        ref = await app.upload(sid, ArtifactKind.selfie, jpeg_bytes(sid), "image/jpeg")
+        capture = CaptureMetadata(challenge_nonce=created["challenge_nonce"], scenario="borderline")
+        await app.submit(sid, [ref], capture)
+        await app.wait_for(sid, {Stage.awaiting_review}, timeout_s=30)
+
+        env = cli_env(settings)
+        run = asyncio.create_subprocess_exec
+        listing = await run(*SIGNGATE, "review", "list", env=env, stdout=subprocess.PIPE)
+        out, _ = await asyncio.wait_for(listing.communicate(), timeout=60)
+        assert listing.returncode == 0
+        assert sid[:12] in out.decode()
+
+        approve = await run(
+            *SIGNGATE,
+            "review",
+            "approve",
+            sid,
+            "--reason",
+            "matches the ID",
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(approve.communicate(), timeout=60)
+        assert approve.returncode == 0, err.decode()
+        assert json.loads(out)["decision_final"] is True
+        final = await app.wait_for(sid, timeout_s=30)
+    assert final.stage is Stage.accepted
+    assert final.decision is not None and final.decision.decided_by == "reviewer:rev-alice"
+
+
+def test_signgate_dev_refuses_a_taken_port_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    settings = stack_settings(tmp_path / "var")
+    env = cli_env(settings)
+    env["SIGNGATE_TEMPORAL_UI_PORT"] = str(free_port())
+    dev = subprocess.Popen(
+        [*SIGNGATE, "dev"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(f"{settings.gateway_url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        else:
+            raise AssertionError("signgate dev did not come up in 30 s")
+
+        second = subprocess.run(
+            [*SIGNGATE, "dev"], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert second.returncode == 2
+        message = " ".join(second.stderr.split())
+        assert f"port_in_use: port {settings.gateway_port} (signgate gateway)" in message
+        assert "SIGNGATE_GATEWAY_PORT" in message
+    finally:
+        dev.send_signal(2)  # Ctrl-C
+        out, err = dev.communicate(timeout=60)
+    assert dev.returncode == 0, err
+    assert "stopped cleanly" in out
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{settings.gateway_url}/healthz", timeout=1)
+    # The dev server's port is free again: nothing was left behind.
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", int(settings.temporal_address.split(":")[1])))
