@@ -1,0 +1,37 @@
+"""What every local detector receives and how it names itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
+
+from signgate.models import ArtifactKind, CaptureMetadata
+
+PROVIDER = "local"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One capture round's media, loaded from the evidence store, plus its metadata.
+
+    `media` holds raw bytes per artifact kind; `sha256` the sealed hashes. The liveness
+    video may be absent (image-only capture).
+    """
+
+    session_id: str
+    capture: CaptureMetadata
+    media: dict[ArtifactKind, bytes]
+    sha256: dict[ArtifactKind, str] = field(default_factory=dict)
+    session_started_at: datetime | None = None
+
+
+def model_version(detector: str, detector_version: str, packages: tuple[str, ...] = ()) -> str:
+    """`name/version (pkg==ver, ...)`: enough to reproduce a score months later."""
+    pins = []
+    for package in packages:
+        try:
+            pins.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            pins.append(f"{package}==missing")
+    return f"{detector}/{detector_version}" + (f" ({', '.join(pins)})" if pins else "")
