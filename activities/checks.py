@@ -6,10 +6,13 @@ vendor's webhook, which the gateway verifies and signals into the workflow.
 
 from __future__ import annotations
 
+import asyncio
+
 from temporalio import activity
 
 from activities.deps import ActivityDeps
 from activities.errors import reason_coded
+from signgate.detectors.local_provider import LocalProvider
 from signgate.errors import BadInput
 from signgate.models import CheckKind, CheckOutcome, CheckRequest
 
@@ -17,10 +20,13 @@ from signgate.models import CheckKind, CheckOutcome, CheckRequest
 class CheckActivities:
     def __init__(self, deps: ActivityDeps) -> None:
         self._deps = deps
+        self._local = LocalProvider(deps.store)
 
     async def _run(self, kind: CheckKind, request: CheckRequest) -> CheckOutcome:
         if request.kind is not kind:
             raise BadInput(f"{request.kind} sent to the {kind} check", reason="check_kind_mismatch")
+        if self._deps.settings.check_provider == "local":
+            return await asyncio.to_thread(self._local.run, request)
         callback = f"{self._deps.settings.gateway_url}/v1/webhooks/vendor"
         return await self._deps.vendor.submit_check(request, callback)
 

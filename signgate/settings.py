@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     sandbox_port: int = 8090
     # Where the vendor adapter sends checks; defaults to the bundled sandbox.
     vendor_url: str | None = None
+    # Who answers the checks: the HTTP vendor adapter (the bundled sandbox by default) or
+    # the built-in `local` detectors.
+    check_provider: Literal["vendor", "local"] = "vendor"
     vendor_api_key: str = "sandbox-key"
     vendor_timeout_s: float = 10.0
     # Webhook HMAC secrets: the first signs, every one verifies (rotation).
