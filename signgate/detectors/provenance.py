@@ -28,6 +28,7 @@ import c2pa
 import exifread
 import numpy as np
 import piexif
+from cryptography import x509
 from PIL import Image, UnidentifiedImageError
 
 from signgate.detectors.base import PROVIDER, Evidence, model_version
@@ -101,6 +102,12 @@ def check_provenance(evidence: Evidence, trust_anchors_pem: str | None = None) -
     chaining to one of these roots `trusted` (otherwise the best state is `valid`)."""
     started = time.perf_counter()
     signals: list[Signal] = []
+    if trust_anchors_pem and not _parses_as_certificates(trust_anchors_pem):
+        # Our misconfiguration must not read as the applicant's tampering.
+        signals.append(
+            Signal("configured C2PA trust anchors are not PEM certificates; trust not checked")
+        )
+        trust_anchors_pem = None
     for kind in IMAGE_ARTIFACTS:
         data = evidence.media.get(kind)
         if data is None:
@@ -148,6 +155,13 @@ def _image_signals(data: bytes, evidence: Evidence, anchors: str | None) -> Iter
     yield from _thumbnail_signals(exif, pixels)
 
 
+def _parses_as_certificates(pem: str) -> bool:
+    try:
+        return bool(x509.load_pem_x509_certificates(pem.encode()))
+    except ValueError:
+        return False
+
+
 # --- C2PA -----------------------------------------------------------------------------
 
 
@@ -167,6 +181,9 @@ def _c2pa_signals(data: bytes, mime: str | None, anchors: str | None) -> Iterato
                 return
             with reader:
                 store = json.loads(reader.json())
+    except c2pa.C2paError.NotSupported:
+        yield Signal("C2PA absent (format not supported for Content Credentials)")
+        return
     except c2pa.C2paError as exc:
         yield Signal(
             f"C2PA invalid: manifest present but unreadable ({str(exc)[:160]})",
@@ -174,6 +191,9 @@ def _c2pa_signals(data: bytes, mime: str | None, anchors: str | None) -> Iterato
             0.7,
             0.7,
         )
+        return
+    except (ValueError, OSError) as exc:  # a malformed store JSON, a failing stream
+        yield Signal(f"C2PA not checked ({type(exc).__name__}: {str(exc)[:120]})")
         return
     yield from _manifest_state_signals(store, anchors is not None)
     yield from _source_type_signals(store)

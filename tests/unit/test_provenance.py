@@ -163,6 +163,60 @@ def test_exif_thumbnail_of_another_picture_is_metadata_tampered(astronaut: np.nd
     assert any("different picture" in e for e in result.explanations)
 
 
+def _xmp(creator_tool: str, source_type: str | None = None) -> bytes:
+    source = f' Iptc4xmpExt:DigitalSourceType="{source_type}"' if source_type else ""
+    return (
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description xmlns:xmp="http://ns.adobe.com/xap/1.0/"'
+        ' xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/"'
+        f' xmp:CreatorTool="{creator_tool}"{source}/></rdf:RDF></x:xmpmeta>'
+    ).encode()
+
+
+def _jpeg_with_xmp(pixels: np.ndarray, xmp: bytes) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "JPEG", quality=90, exif=_exif(), xmp=xmp)
+    return out.getvalue()
+
+
+def test_xmp_creator_tool_naming_a_generator_is_synthetic(astronaut: np.ndarray) -> None:
+    result = _check(_jpeg_with_xmp(astronaut, _xmp("Adobe Firefly Image 3")))
+    assert result.attack_hints == ["synthetic"]
+    assert any("XMP tool" in e for e in result.explanations)
+
+
+def test_xmp_creator_tool_naming_an_editor_is_edited(astronaut: np.ndarray) -> None:
+    assert _check(_jpeg_with_xmp(astronaut, _xmp("GIMP 2.10"))).attack_hints == ["edited"]
+
+
+def test_xmp_source_type_composite_with_ai_is_synthetic(astronaut: np.ndarray) -> None:
+    source = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
+    result = _check(_jpeg_with_xmp(astronaut, _xmp("Google Photos", source)))
+    assert result.attack_hints == ["synthetic"]
+
+
+def test_marker_words_match_whole_words_only(astronaut: np.ndarray) -> None:
+    # "Canvas" is not Canva, "Reimagined" is not Imagen.
+    result = _check(_jpeg(astronaut, _exif(software="Canvas Reimagined Camera 2.1")))
+    assert result.attack_hints == []
+
+
+def test_every_image_artifact_is_examined_and_named(astronaut: np.ndarray) -> None:
+    evidence = Evidence(
+        session_id="s-1",
+        capture=CaptureMetadata(challenge_nonce="n", captured_at=CAPTURED_AT),
+        media={
+            ArtifactKind.selfie: _jpeg(astronaut, _exif()),
+            ArtifactKind.id_back: _jpeg(astronaut, _exif(software="GIMP 2.10")),
+        },
+        session_started_at=SESSION_START,
+    )
+    result = check_provenance(evidence)
+    assert result.attack_hints == ["edited"]
+    assert any(e.startswith("id_back: EXIF Software names editor") for e in result.explanations)
+    assert not any(e.startswith("selfie:") and "editor" in e for e in result.explanations)
+
+
 def test_undecodable_image_is_explained_not_raised() -> None:
     result = _check(b"\xff\xd8\xff\xe0 this is not really a jpeg")
     assert result.status is CheckStatus.completed
@@ -350,3 +404,11 @@ def test_corrupted_manifest_is_invalid_not_an_exception(ca: TestCA, camera_jpeg:
     assert result.status is CheckStatus.completed
     assert "metadata_tampered" in result.attack_hints
     assert any("C2PA invalid" in e for e in result.explanations)
+
+
+def test_bad_trust_anchor_pem_is_explained_not_raised(ca: TestCA, camera_jpeg: bytes) -> None:
+    result = _check(ca.sign(camera_jpeg, CAMERA_SOURCE), anchors="not a certificate")
+    assert result.status is CheckStatus.completed
+    assert result.attack_hints == []
+    assert result.explanations[0].startswith("configured C2PA trust anchors are not PEM")
+    assert any("C2PA valid" in e for e in result.explanations)
