@@ -108,13 +108,11 @@ def check_provenance(evidence: Evidence, trust_anchors_pem: str | None = None) -
             Signal("configured C2PA trust anchors are not PEM certificates; trust not checked")
         )
         trust_anchors_pem = None
-    for kind in IMAGE_ARTIFACTS:
-        data = evidence.media.get(kind)
-        if data is None:
-            continue
+    images = {kind: evidence.media[kind] for kind in IMAGE_ARTIFACTS if kind in evidence.media}
+    for kind, data in images.items():
         for signal in _image_signals(data, evidence, trust_anchors_pem):
             signals.append(replace(signal, explanation=f"{kind}: {signal.explanation}"))
-    if not signals:
+    if not images:
         signals.append(Signal("no image artifact to examine"))
     flagged = [s for s in signals if s.hint]
     hints = sorted({s.hint for s in flagged if s.hint})
@@ -123,7 +121,7 @@ def check_provenance(evidence: Evidence, trust_anchors_pem: str | None = None) -
         confidence = max(s.confidence for s in flagged)
     else:
         # Clean metadata is weak evidence of a genuine capture: metadata is easy to forge.
-        confidence = 0.3 if any(kind in evidence.media for kind in IMAGE_ARTIFACTS) else 0.0
+        confidence = 0.3 if images else 0.0
     return CheckResult(
         kind=CheckKind.provenance,
         status=CheckStatus.completed,
