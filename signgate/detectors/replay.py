@@ -1,0 +1,232 @@
+"""Perceptual replay detection: is this capture a near copy of another session's image?
+
+Sealing already flags a byte-identical capture claimed by two sessions. A replay attacker
+re-encodes, resizes or trims the stolen photo so the bytes (and the SHA-256) change; the
+picture does not. This module keeps two perceptual hashes of every image artifact (selfie,
+id_front, id_back) and finds earlier images from *other* sessions whose hashes are close.
+
+Matching (`find_near`): a stored image matches when its SHA-256 equals the query's (always,
+even if the bytes are not a decodable image), or when BOTH the pHash (DCT of a 32x32
+grey thumbnail) and the dHash (horizontal gradients of a 9x8 thumbnail) of `imagehash`
+are within `max_distance` bits of the query's (64-bit hashes; Hamming distance, <=).
+Requiring both keeps the false-match rate down, because the two hashes fail on different
+images. The default 6 of 64 bits: on the public-domain astronaut photo, JPEG re-encoding
+(q 50..90), resizing by +-10 % and a 2 % crop stay within 0..6 bits, while unrelated
+photos (coffee, chelsea, camera, rocket) are 25..36 bits away. Images are EXIF-transposed
+before hashing, so a rotation tag does not hide a copy.
+
+Storage: the table `perceptual_hashes` lives in the ledger's SQLite file but is not part
+of the ledger: the ledger's append-only triggers guard `ledger_entries` only. Every call
+opens its own connection (WAL, busy_timeout), like the ledger, so one index is safe to
+share between threads and processes. `record` is idempotent per (session, kind, sha256),
+so a retried activity does not duplicate rows. `find_near` scans every stored row: fine
+for the embedded default (about a microsecond per row); at scale, move to a BK-tree or
+PostgreSQL bit operations behind the same two methods.
+"""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import imagehash
+from PIL import Image, ImageOps
+
+from signgate.detectors.base import Evidence
+from signgate.hashing import sha256_hex
+from signgate.models import ArtifactKind
+
+FLAG_REPLAYED_CAPTURE = "replayed_capture"  # the same flag sealing raises for exact copies
+DEFAULT_MAX_DISTANCE = 6
+BUSY_TIMEOUT_MS = 10_000
+IMAGE_KINDS: tuple[ArtifactKind, ...] = (
+    ArtifactKind.selfie,
+    ArtifactKind.id_front,
+    ArtifactKind.id_back,
+)
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS perceptual_hashes (
+        session_id TEXT NOT NULL,
+        artifact_kind TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        phash TEXT,
+        dhash TEXT,
+        created_at TEXT NOT NULL,
+        UNIQUE (session_id, artifact_kind, sha256)
+    )""",
+    "CREATE INDEX IF NOT EXISTS perceptual_hashes_sha256 ON perceptual_hashes (sha256)",
+)
+
+
+@dataclass(frozen=True)
+class ImageHashes:
+    phash: imagehash.ImageHash
+    dhash: imagehash.ImageHash
+
+
+@dataclass(frozen=True)
+class ReplayMatch:
+    """An earlier image from another session that the query is a (near) copy of.
+
+    Distances are Hamming bits out of 64; None when the match is by SHA-256 alone and one
+    side could not be decoded.
+    """
+
+    session_id: str
+    artifact_kind: ArtifactKind
+    sha256: str
+    exact: bool
+    phash_distance: int | None
+    dhash_distance: int | None
+
+
+@dataclass(frozen=True)
+class ReplayFindings:
+    """What `check_replay` found: sealing flags (for `SealedEvidence.flags`) and why."""
+
+    flags: list[str] = field(default_factory=list)
+    explanations: list[str] = field(default_factory=list)
+
+
+def image_hashes(image_bytes: bytes) -> ImageHashes | None:
+    """pHash and dHash of an image, or None if the bytes do not decode as one."""
+    try:
+        with Image.open(io.BytesIO(image_bytes)) as image:
+            image.load()
+            upright = ImageOps.exif_transpose(image)
+            return ImageHashes(imagehash.phash(upright), imagehash.dhash(upright))
+    # Hostile bytes may fail anywhere inside a decoder (UnidentifiedImageError, OSError,
+    # ValueError, SyntaxError, DecompressionBombError...): all mean "not an image we hash".
+    except Exception:
+        return None
+
+
+class PerceptualIndex:
+    """Perceptual hashes of every image artifact seen, in the ledger's SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as conn:
+            conn.execute("PRAGMA journal_mode = WAL")
+            for statement in _SCHEMA:
+                conn.execute(statement)
+
+    def record(self, session_id: str, kind: ArtifactKind, sha256: str, image_bytes: bytes) -> None:
+        """Remember one artifact; undecodable bytes are kept by SHA-256 alone."""
+        hashes = image_hashes(image_bytes)
+        with self._connect() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO perceptual_hashes"
+                " (session_id, artifact_kind, sha256, phash, dhash, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    session_id,
+                    kind.value,
+                    sha256,
+                    str(hashes.phash) if hashes else None,
+                    str(hashes.dhash) if hashes else None,
+                    datetime.now(UTC).isoformat(),
+                ),
+            )
+
+    def find_near(
+        self, image_bytes: bytes, exclude_session: str, max_distance: int = DEFAULT_MAX_DISTANCE
+    ) -> list[ReplayMatch]:
+        """Images of other sessions that are exact or near copies, closest first."""
+        return self._find(
+            sha256_hex(image_bytes), image_hashes(image_bytes), exclude_session, max_distance
+        )
+
+    def _find(
+        self, sha256: str, query: ImageHashes | None, exclude_session: str, max_distance: int
+    ) -> list[ReplayMatch]:
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT session_id, artifact_kind, sha256, phash, dhash FROM perceptual_hashes"
+                " WHERE session_id != ?",
+                (exclude_session,),
+            ).fetchall()
+        matches = [m for row in rows if (m := _match(row, sha256, query, max_distance))]
+        return sorted(matches, key=lambda m: (not m.exact, _distance_key(m), m.session_id))
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        with closing(conn):
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            yield conn
+
+
+def _match(
+    row: tuple[str, str, str, str | None, str | None],
+    sha256: str,
+    query: ImageHashes | None,
+    max_distance: int,
+) -> ReplayMatch | None:
+    session_id, kind, stored_sha256, phash_hex, dhash_hex = row
+    exact = stored_sha256 == sha256
+    phash_distance = dhash_distance = None
+    if query is not None and phash_hex is not None and dhash_hex is not None:
+        phash_distance = query.phash - imagehash.hex_to_hash(phash_hex)
+        dhash_distance = query.dhash - imagehash.hex_to_hash(dhash_hex)
+    near = (
+        phash_distance is not None
+        and dhash_distance is not None
+        and phash_distance <= max_distance
+        and dhash_distance <= max_distance
+    )
+    if not (exact or near):
+        return None
+    return ReplayMatch(
+        session_id, ArtifactKind(kind), stored_sha256, exact, phash_distance, dhash_distance
+    )
+
+
+def _distance_key(match: ReplayMatch) -> int:
+    return (match.phash_distance or 0) + (match.dhash_distance or 0)
+
+
+def check_replay(
+    evidence: Evidence, index: PerceptualIndex, max_distance: int = DEFAULT_MAX_DISTANCE
+) -> ReplayFindings:
+    """Flag `replayed_capture` if any image of this round copies another session's image.
+
+    Only looks; recording this round's images (`index.record`) is the caller's step, after
+    the seal, so a retried check never finds the round it is checking.
+    """
+    flags: set[str] = set()
+    explanations: list[str] = []
+    for kind in IMAGE_KINDS:
+        image_bytes = evidence.media.get(kind)
+        if image_bytes is None:
+            continue
+        hashes = image_hashes(image_bytes)
+        if hashes is None:
+            explanations.append(
+                f"{kind.value}: not a decodable image, perceptual check skipped"
+                " (exact SHA-256 match only)"
+            )
+        sha256 = sha256_hex(image_bytes)
+        matches = index._find(sha256, hashes, evidence.session_id, max_distance)
+        if matches:
+            flags.add(FLAG_REPLAYED_CAPTURE)
+            explanations.append(f"{kind.value}: {describe(matches[0])}")
+    return ReplayFindings(flags=sorted(flags), explanations=explanations)
+
+
+def describe(match: ReplayMatch) -> str:
+    """One line naming the earlier artifact and how close it is (no image data)."""
+    where = f"{match.artifact_kind.value} {match.sha256[:12]} of session {match.session_id}"
+    if match.exact:
+        return f"byte-identical to {where}"
+    return (
+        f"near copy of {where} (pHash {match.phash_distance}, dHash {match.dhash_distance}"
+        " bits of 64)"
+    )

@@ -1,0 +1,213 @@
+"""Perceptual replay: a re-encoded, resized or trimmed copy of another session's photo is found.
+
+The bona fide photo is scikit-image's `astronaut` (public domain, NASA); `coffee` and
+`chelsea` stand in for other people's captures.
+"""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from signgate.detectors.base import Evidence
+from signgate.detectors.replay import (
+    FLAG_REPLAYED_CAPTURE,
+    PerceptualIndex,
+    check_replay,
+)
+from signgate.hashing import sha256_hex
+from signgate.ledger import SqliteLedger
+from signgate.models import ArtifactKind, CaptureMetadata
+from signgate.signer import KeyRing, Signer
+
+ORIGINAL_SESSION = "sess-original"
+ATTACKER_SESSION = "sess-attacker"
+
+
+def encode(image: Image.Image, fmt: str = "PNG", **options: int) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def photo(array: np.ndarray) -> Image.Image:
+    return Image.fromarray(array).convert("RGB")
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> Image.Image:
+    return photo(data.astronaut())
+
+
+@pytest.fixture(scope="module")
+def astronaut_jpeg(astronaut: Image.Image) -> bytes:
+    return encode(astronaut, "JPEG", quality=92)
+
+
+@pytest.fixture
+def index(tmp_path: Path, astronaut_jpeg: bytes) -> PerceptualIndex:
+    index = PerceptualIndex(tmp_path / "ledger.sqlite3")
+    index.record(ORIGINAL_SESSION, ArtifactKind.selfie, sha256_hex(astronaut_jpeg), astronaut_jpeg)
+    return index
+
+
+def evidence(session_id: str, **media: bytes) -> Evidence:
+    return Evidence(
+        session_id=session_id,
+        capture=CaptureMetadata(challenge_nonce="n"),
+        media={ArtifactKind(kind): value for kind, value in media.items()},
+    )
+
+
+def crop_2_percent(image: Image.Image) -> Image.Image:
+    width, height = image.size
+    dx, dy = round(width * 0.01), round(height * 0.01)  # 1 % off each side: 2 % in all
+    return image.crop((dx, dy, width - dx, height - dy))
+
+
+def near_copies(astronaut: Image.Image) -> dict[str, bytes]:
+    width, height = astronaut.size
+    return {
+        "jpeg_quality_55": encode(astronaut, "JPEG", quality=55),
+        "png_lossless": encode(astronaut, "PNG"),
+        "resized_to_93_percent": encode(
+            astronaut.resize((round(width * 0.93), round(height * 0.93))), "JPEG", quality=85
+        ),
+        "cropped_2_percent": encode(crop_2_percent(astronaut), "JPEG", quality=85),
+    }
+
+
+# --------------------------------------------------------------------------- near copies
+
+
+@pytest.mark.parametrize(
+    "variant", ["jpeg_quality_55", "png_lossless", "resized_to_93_percent", "cropped_2_percent"]
+)
+def test_a_near_copy_from_another_session_is_found(
+    index: PerceptualIndex, astronaut: Image.Image, astronaut_jpeg: bytes, variant: str
+) -> None:
+    copy = near_copies(astronaut)[variant]
+    assert sha256_hex(copy) != sha256_hex(astronaut_jpeg)  # the bytes really differ
+    matches = index.find_near(copy, exclude_session=ATTACKER_SESSION)
+    assert [m.session_id for m in matches] == [ORIGINAL_SESSION]
+    match = matches[0]
+    assert not match.exact
+    assert match.artifact_kind is ArtifactKind.selfie
+    assert match.phash_distance is not None and match.phash_distance <= 6
+    assert match.dhash_distance is not None and match.dhash_distance <= 6
+
+
+def test_a_replayed_selfie_is_flagged_with_an_explanation(
+    index: PerceptualIndex, astronaut: Image.Image
+) -> None:
+    replay = near_copies(astronaut)["cropped_2_percent"]
+    findings = check_replay(evidence(ATTACKER_SESSION, selfie=replay), index)
+    assert findings.flags == [FLAG_REPLAYED_CAPTURE]
+    assert len(findings.explanations) == 1
+    assert findings.explanations[0].startswith("selfie: near copy of selfie")
+    assert ORIGINAL_SESSION in findings.explanations[0]
+
+
+def test_the_same_session_is_not_its_own_replay(
+    index: PerceptualIndex, astronaut: Image.Image, astronaut_jpeg: bytes
+) -> None:
+    for copy in [astronaut_jpeg, *near_copies(astronaut).values()]:
+        assert index.find_near(copy, exclude_session=ORIGINAL_SESSION) == []
+    findings = check_replay(evidence(ORIGINAL_SESSION, selfie=astronaut_jpeg), index)
+    assert findings.flags == []
+
+
+@pytest.mark.parametrize("other", ["coffee", "chelsea", "camera"])
+def test_a_different_photo_is_not_a_match(index: PerceptualIndex, other: str) -> None:
+    different = encode(photo(getattr(data, other)()), "JPEG", quality=90)
+    assert index.find_near(different, exclude_session=ATTACKER_SESSION) == []
+    findings = check_replay(evidence(ATTACKER_SESSION, selfie=different), index)
+    assert findings.flags == []
+    assert findings.explanations == []
+
+
+def test_a_tight_threshold_rejects_what_the_default_accepts(
+    index: PerceptualIndex, astronaut: Image.Image
+) -> None:
+    cropped = near_copies(astronaut)["cropped_2_percent"]
+    matches = index.find_near(cropped, exclude_session=ATTACKER_SESSION)
+    assert matches, "the default threshold finds the crop"
+    loosest = max(matches[0].phash_distance or 0, matches[0].dhash_distance or 0)
+    assert loosest > 0, "a 2 % crop must move at least one hash"
+    assert index.find_near(cropped, ATTACKER_SESSION, max_distance=loosest - 1) == []
+
+
+# --------------------------------------------------------------------------- exact copies
+
+
+def test_an_exact_duplicate_always_matches_even_at_distance_zero(
+    index: PerceptualIndex, astronaut_jpeg: bytes
+) -> None:
+    matches = index.find_near(astronaut_jpeg, ATTACKER_SESSION, max_distance=0)
+    assert len(matches) == 1 and matches[0].exact
+    findings = check_replay(evidence(ATTACKER_SESSION, id_front=astronaut_jpeg), index)
+    assert findings.flags == [FLAG_REPLAYED_CAPTURE]
+    assert findings.explanations[0].startswith("id_front: byte-identical to selfie")
+
+
+def test_an_exact_duplicate_of_undecodable_bytes_still_matches(tmp_path: Path) -> None:
+    index = PerceptualIndex(tmp_path / "ledger.sqlite3")
+    garbage = b"\xff\xd8\xff\xe0 truncated jpeg header and nothing else"
+    index.record(ORIGINAL_SESSION, ArtifactKind.id_back, sha256_hex(garbage), garbage)
+    matches = index.find_near(garbage, exclude_session=ATTACKER_SESSION)
+    assert [(m.exact, m.phash_distance) for m in matches] == [(True, None)]
+
+
+# --------------------------------------------------------------------------- robustness
+
+
+def test_undecodable_bytes_are_skipped_with_an_explanation(index: PerceptualIndex) -> None:
+    findings = check_replay(
+        evidence(ATTACKER_SESSION, selfie=b"not an image at all", id_front=b""), index
+    )
+    assert findings.flags == []
+    assert findings.explanations == [
+        "selfie: not a decodable image, perceptual check skipped (exact SHA-256 match only)",
+        "id_front: not a decodable image, perceptual check skipped (exact SHA-256 match only)",
+    ]
+
+
+def test_non_image_artifacts_are_not_checked(index: PerceptualIndex, astronaut_jpeg: bytes) -> None:
+    media = {"liveness_video": astronaut_jpeg, "device_signals": astronaut_jpeg}
+    findings = check_replay(evidence(ATTACKER_SESSION, **media), index)
+    assert findings.flags == [] and findings.explanations == []
+
+
+def test_recording_twice_keeps_one_row(tmp_path: Path, astronaut_jpeg: bytes) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    index = PerceptualIndex(path)
+    for _ in range(2):
+        index.record("sess-x", ArtifactKind.selfie, sha256_hex(astronaut_jpeg), astronaut_jpeg)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM perceptual_hashes").fetchone() == (1,)
+    assert len(index.find_near(astronaut_jpeg, exclude_session="other")) == 1
+
+
+def test_the_index_shares_the_ledger_file_and_the_ledger_still_verifies(
+    tmp_path: Path, astronaut_jpeg: bytes
+) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    signer = Signer.load_or_create(tmp_path / "keys")
+    ledger = SqliteLedger(path, signer)
+    ledger.append(ORIGINAL_SESSION, "evidence_sealed", f"{ORIGINAL_SESSION}:sealed", {"r": 1})
+    index = PerceptualIndex(path)
+    index.record(ORIGINAL_SESSION, ArtifactKind.selfie, sha256_hex(astronaut_jpeg), astronaut_jpeg)
+    reopened = PerceptualIndex(path)  # CREATE TABLE IF NOT EXISTS: reopening keeps the rows
+    assert len(reopened.find_near(astronaut_jpeg, exclude_session=ATTACKER_SESSION)) == 1
+    with sqlite3.connect(path) as conn:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        assert {"ledger_entries", "perceptual_hashes"} <= tables
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    report = ledger.verify(KeyRing.from_pems([signer.public_key_pem()]))
+    assert report.ok and report.entries_checked == 1
