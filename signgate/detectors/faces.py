@@ -139,6 +139,11 @@ def detect_faces(rgb: np.ndarray, upsample: int = 1, min_score: float = MIN_SCOR
     return sorted(faces, key=lambda f: (-f.area, -f.score))
 
 
+def face_recognizer() -> Any:
+    """dlib's ResNet face recognition model (128-D embeddings), loaded once per process."""
+    return _model("resnet")
+
+
 def face_chip(rgb: np.ndarray, face: Face, size: int = 150) -> np.ndarray:
     """dlib's aligned face chip (eyes level, fixed scale), RGB uint8 (size, size, 3)."""
     chip = dlib.get_face_chip(_check_rgb(rgb), shape_of(face), size=size)
