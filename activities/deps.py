@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from signgate.detectors.replay import PerceptualIndex
 from signgate.evidence import LocalEvidenceStore
 from signgate.ledger import SqliteLedger
 from signgate.settings import Settings
@@ -22,6 +23,7 @@ class ActivityDeps:
     ledger: SqliteLedger
     signer: Signer
     vendor: VendorClient
+    perceptual_index: PerceptualIndex
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ActivityDeps:
@@ -31,6 +33,7 @@ class ActivityDeps:
             store=LocalEvidenceStore(settings.evidence_dir),
             ledger=SqliteLedger(settings.ledger_path, signer),
             signer=signer,
+            perceptual_index=PerceptualIndex(settings.ledger_path),
             vendor=VendorClient(
                 settings.resolved_vendor_url,
                 settings.vendor_api_key,

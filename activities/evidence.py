@@ -8,7 +8,9 @@ from temporalio import activity
 
 from activities.deps import ActivityDeps
 from activities.errors import reason_coded
-from signgate.models import SealedEvidence, SealRequest
+from signgate.detectors.base import Evidence
+from signgate.detectors.replay import IMAGE_KINDS, check_replay
+from signgate.models import ArtifactKind, SealedEvidence, SealRequest
 from signgate.sealing import seal_round
 
 
@@ -19,9 +21,16 @@ class EvidenceActivities:
     @activity.defn(name="seal_evidence")
     @reason_coded
     async def seal_evidence(self, request: SealRequest) -> SealedEvidence:
+        return await asyncio.to_thread(self._seal, request)
+
+    def _seal(self, request: SealRequest) -> SealedEvidence:
         deps = self._deps
-        record = await asyncio.to_thread(
-            seal_round,
+        images = self._images(request)
+        replay = check_replay(
+            Evidence(request.session_id, request.submission.capture, images),
+            deps.perceptual_index,
+        )
+        record = seal_round(
             deps.store,
             deps.signer,
             request.session_id,
@@ -29,12 +38,28 @@ class EvidenceActivities:
             request.submission.artifacts,
             request.submission.capture,
             request.expected_nonce,
+            extra_flags=replay.flags,
         )
-        receipt = await asyncio.to_thread(
-            deps.ledger.append,
+        body = {**record.model_dump(mode="json"), "replay_explanations": replay.explanations}
+        receipt = deps.ledger.append(
             request.session_id,
             "evidence_sealed",
             f"{request.session_id}:evidence_sealed:{request.round}",
-            record.model_dump(mode="json"),
+            body,
         )
+        # Recorded only after the seal: later sessions can find this round, this one never.
+        for ref in request.submission.artifacts:
+            if ref.kind in images:
+                deps.perceptual_index.record(
+                    request.session_id, ref.kind, ref.sha256, images[ref.kind]
+                )
         return SealedEvidence(**record.model_dump(), ledger=receipt)
+
+    def _images(self, request: SealRequest) -> dict[ArtifactKind, bytes]:
+        """The still images of the round (the perceptual replay check reads only these)."""
+        images: dict[ArtifactKind, bytes] = {}
+        for ref in request.submission.artifacts:
+            if ref.kind in IMAGE_KINDS and self._deps.store.exists(ref.object_key):
+                with self._deps.store.open(ref.object_key) as stream:
+                    images[ref.kind] = stream.read()
+        return images

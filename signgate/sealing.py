@@ -53,8 +53,12 @@ def seal_round(
     artifacts: Sequence[ArtifactRef],
     capture: CaptureMetadata,
     expected_nonce: str,
+    extra_flags: Sequence[str] = (),
 ) -> SealRecord:
     """Verify, order, root, flag and stamp one round of artifacts.
+
+    `extra_flags` come from checks the caller ran on the media before sealing (perceptual
+    replay), so they are stamped with the rest.
 
     Raises `EvidenceMissing` / `EvidenceHashMismatch` (both non-retryable) if any stored
     artifact is absent or no longer the bytes it was stored as.
@@ -67,7 +71,7 @@ def seal_round(
                 f"stored {ref.kind.value} {ref.object_key} no longer matches its sha256/size"
             )
     ordered = sorted(artifacts, key=lambda ref: (ref.kind.value, ref.sha256))
-    flags: set[str] = set()
+    flags: set[str] = set(extra_flags)
     # Claim every artifact (not just up to the first replay) so later replays of any of
     # them are caught too.
     owners = [store.claim(ref.sha256, session_id) for ref in ordered]

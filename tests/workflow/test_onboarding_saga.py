@@ -322,3 +322,52 @@ def payload_data(message: Message) -> Iterator[bytes]:
             items = [value]
         for item in items:
             yield from payload_data(item)
+
+
+def astronaut_jpeg(quality: int, scale: float = 1.0) -> bytes:
+    """A real public-domain photo (scikit-image's astronaut), encoded as asked."""
+    import io
+
+    from PIL import Image
+    from skimage import data
+
+    image = Image.fromarray(data.astronaut())
+    if scale != 1.0:
+        image = image.resize((int(image.width * scale), int(image.height * scale)))
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+async def test_near_duplicate_selfie_from_another_session_is_flagged_and_rejected(
+    stack: Stack,
+) -> None:
+    from signgate.models import ArtifactKind, CaptureMetadata, EvidenceSubmission
+
+    async def submit_selfie(handle: object, jpeg: bytes) -> None:
+        status = await stack.status(handle)
+        ref = stack.deps.store.put_bytes(ArtifactKind.selfie, jpeg, content_type="image/jpeg")
+        await handle.signal(  # type: ignore[attr-defined]
+            "evidence_submitted",
+            EvidenceSubmission(
+                artifacts=[ref], capture=CaptureMetadata(challenge_nonce=status.challenge_nonce)
+            ),
+        )
+
+    _, first = await stack.start()
+    await submit_selfie(first, astronaut_jpeg(quality=92))
+    assert (await first.result()).stage is Stage.accepted
+
+    second_request, second = await stack.start()
+    # Different bytes (re-encoded, resized): only the perceptual hash can tell.
+    await submit_selfie(second, astronaut_jpeg(quality=70, scale=0.9))
+    result = await second.result()
+
+    assert result.stage is Stage.rejected
+    sealed = next(
+        e
+        for e in stack.deps.ledger.entries(second_request.session_id)
+        if e.entry_type == "evidence_sealed"
+    )
+    assert sealed.body["flags"] == ["replayed_capture"]
+    assert any("selfie" in line for line in sealed.body["replay_explanations"])
