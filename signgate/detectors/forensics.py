@@ -213,7 +213,8 @@ def double_compression_roughness(jpeg: bytes) -> tuple[float, int | None]:
     quality = estimate_quality(table.ravel())
     h, w = (luma.shape[0] // 8) * 8, (luma.shape[1] // 8) * 8
     blocks = (luma[:h, :w] - 128.0).reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3)
-    coefs = np.einsum("ij,abjk,lk->abil", _DCT, blocks, _DCT)
+    low = _DCT[:3]  # only the 3x3 lowest frequencies are histogrammed
+    coefs = low @ blocks @ low.T
     rough = []
     for u, v in _DC_POSITIONS:
         q = np.rint(coefs[:, :, u, v] / table[u, v]).astype(int).ravel()
@@ -309,7 +310,9 @@ def analyse_image(rgb: np.ndarray, jpeg: bytes | None) -> ForensicsReport:
     raw["ela_face_vs_rest"] = _region_contrast(ela, face_cells)
     raw["noise_hot_region"] = noise_hot
     raw["ela_hot_region"] = ela_hot
-    raw["upsampling"] = upsampling_peak(grey)
+    # Full resolution: downscaling would average the period-2 grid away.
+    full_grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    raw["upsampling"] = upsampling_peak(full_grey)
 
     # The hot-window values go to the heatmap and the raw record only: on bona fide
     # photos they fire on ordinary texture (see the thresholds' comment).

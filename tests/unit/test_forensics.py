@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -52,8 +53,14 @@ def test_double_jpeg_60_then_90_is_flagged_double_compression(astronaut: np.ndar
     assert any("last quality ~90" in line for line in result.explanations)
 
 
-def test_generator_upsampling_is_flagged_synthetic(astronaut: np.ndarray) -> None:
-    fake = attacks.jpeg_bytes(attacks.generator_upsample(astronaut, 2), 90)
+@pytest.mark.parametrize("size", [None, (1920, 1080)])
+def test_generator_upsampling_is_flagged_synthetic(
+    astronaut: np.ndarray, size: tuple[int, int] | None
+) -> None:
+    image = (
+        astronaut if size is None else cv2.resize(astronaut, size, interpolation=cv2.INTER_CUBIC)
+    )
+    fake = attacks.jpeg_bytes(attacks.generator_upsample(image, 2), 90)
     result = check_deepfake(evidence(fake))
     assert "synthetic" in result.attack_hints
     assert any("upsampling grid" in line for line in result.explanations)
