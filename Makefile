@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 PACKAGES := signgate workflows activities workers policies gateway cli
 
-.PHONY: install test demo lint clean
+.PHONY: install test demo lint clean evaluation
 
 install: $(VENV)/.installed
 
@@ -18,6 +18,14 @@ test: lint
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/signgate demo
+
+# Rebuild the evaluation dataset from packaged public-domain photos and measure the
+# local detectors (copy the printed table into EVALUATION.md when it changes).
+evaluation: $(VENV)/.installed
+	rm -rf var/evaluation
+	$(VENV)/bin/signgate attacks bona-fide --out var/evaluation/source
+	$(VENV)/bin/signgate attacks generate --from var/evaluation/source --out var/evaluation/dataset
+	$(VENV)/bin/signgate eval var/evaluation/dataset --plot docs/evaluation-det.png
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check $(PACKAGES) tests

@@ -304,5 +304,49 @@ def attest_verify(
     print(json.dumps(claims.model_dump(mode="json"), indent=2))
 
 
+attacks_app = typer.Typer(no_args_is_help=True, help="Build labelled attack samples.")
+app.add_typer(attacks_app, name="attacks")
+
+
+@attacks_app.command("bona-fide")
+def attacks_bona_fide(out: Annotated[Path, typer.Option("--out")]) -> None:
+    """Write the packaged public-domain bona fide photos (nothing is downloaded)."""
+    from signgate.evaluation.dataset import packaged_bona_fide
+
+    console.print(f"{len(packaged_bona_fide(out))} bona fide images in {out}")
+
+
+@attacks_app.command("generate")
+def attacks_generate(
+    source: Annotated[Path, typer.Option("--from", help="Directory of bona fide images")],
+    out: Annotated[Path, typer.Option("--out", help="Dataset directory to write")],
+    seed: int = 0,
+) -> None:
+    """Build every attack species from each bona fide image (a labelled dataset)."""
+    from signgate.evaluation.dataset import generate
+
+    counts = generate(source, out, seed)
+    console.print(", ".join(f"{k}: {v}" for k, v in counts.items()))
+
+
+@app.command("eval")
+def evaluate_dataset(
+    dataset: Path,
+    report: Annotated[Path | None, typer.Option(help="Write the markdown table here")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write a DET plot PNG here")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """APCER per species, BPCER, ACER, BPCER@APCER 5%/1% and latency per detector."""
+    from signgate.evaluation.harness import det_plot_png, evaluate, to_markdown
+
+    result = evaluate(dataset)
+    table = to_markdown(result)
+    if report:
+        report.write_text(table)
+    if plot:
+        det_plot_png(result, plot)
+    print(result.model_dump_json(indent=2) if as_json else table)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())
