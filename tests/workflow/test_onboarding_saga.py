@@ -84,6 +84,36 @@ async def test_silent_vendor_makes_checks_unavailable_and_sends_session_to_revie
     assert {c.reason for c in status.checks} == {"vendor_timeout"}
     assert status.decision is not None and status.decision.action is Action.review
 
+    result = await handle.result()
+    await record_history(handle, "vendor_timeout_then_review_timeout")
+    assert result.stage is Stage.rejected and result.attestation is None
+
+
+async def test_reviewer_rejection_rejects_and_never_unlocks(stack: Stack) -> None:
+    request, handle = await stack.start()
+    await stack.submit(handle, request.session_id, "borderline")
+    await wait_for_stage(stack, handle, Stage.awaiting_review)
+    outcome = await handle.execute_update(
+        "review",
+        ReviewInput(
+            reviewer_id="rev-alice",
+            role=ReviewerRole.reviewer,
+            approve=False,
+            reason="ID photo is a different person",
+        ),
+        result_type=ReviewOutcome,
+    )
+    assert outcome.decision_final
+    result = await handle.result()
+    await record_history(handle, "review_rejected_borderline")
+
+    assert result.stage is Stage.rejected
+    assert result.decision is not None
+    assert result.decision.reasons[-1] == "reviewer_rejected"
+    assert result.decision.decided_by == "reviewer:rev-alice"
+    types = ledger_types(stack, request.session_id)
+    assert types[-2:] == ["review", "decision"]
+
 
 async def test_vendor_outage_never_accepts(stack: Stack) -> None:
     request, handle = await stack.start()

@@ -17,11 +17,21 @@ from temporalio.worker import Replayer
 from tests.support import HISTORIES_DIR
 from workflows.onboarding import OnboardingWorkflow
 
-REQUIRED = {"accept_bona_fide", "reject_deepfake", "review_approved_borderline"}
+# One history per path through the saga.
+REQUIRED = {
+    "accept_bona_fide",
+    "reject_deepfake",
+    "review_approved_borderline",
+    "review_rejected_borderline",
+    "review_timeout_borderline",
+    "vendor_timeout_then_review_timeout",
+    "step_up_then_accept",
+    "expired_no_capture",
+}
 HISTORY_FILES = sorted(HISTORIES_DIR.glob("*.json"))
 
 
-def test_golden_histories_cover_the_demo_scenarios() -> None:
+def test_golden_histories_cover_every_path() -> None:
     assert REQUIRED <= {p.stem for p in HISTORY_FILES}
 
 
