@@ -138,7 +138,9 @@ def export_bundle(
         token = unlocks[-1].body.get("attestation")
         if isinstance(token, str):
             files[ATTESTATION] = token.encode("ascii")
-            used_keys.add(_unverified_kid(token) or "")
+            kid = _unverified_kid(token)
+            if kid is not None:
+                used_keys.add(kid)
     for key_id in sorted(used_keys):
         public_key = keyring.get(key_id)
         if public_key is None:
