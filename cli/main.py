@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.audit_bundle import bundle_app
 from signgate.errors import SigngateError
 from signgate.settings import Settings, get_settings
 
@@ -37,6 +38,7 @@ attest_app = typer.Typer(no_args_is_help=True, help="Check signing attestations.
 app.add_typer(review_app, name="review")
 app.add_typer(audit_app, name="audit")
 app.add_typer(attest_app, name="attest")
+audit_app.add_typer(bundle_app)  # `signgate audit export` and `signgate audit verify-bundle`
 
 console = Console()
 err_console = Console(stderr=True)

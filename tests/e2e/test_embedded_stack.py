@@ -336,3 +336,54 @@ def test_signgate_dev_refuses_a_taken_port_and_stops_cleanly_on_ctrl_c(tmp_path:
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", int(settings.temporal_address.split(":")[1])))
+
+
+def test_audit_bundle_of_a_demo_session_verifies_offline_and_catches_a_changed_byte(
+    demo_run: tuple[Settings, DemoReport], tmp_path: Path
+) -> None:
+    settings, report = demo_run
+    reviewed = next(s for s in report.sessions if s.scenario == "borderline")
+    env = cli_env(settings)
+    bundle = tmp_path / "bundle"
+    exported = subprocess.run(
+        [
+            *SIGNGATE,
+            "audit",
+            "export",
+            reviewed.session_id,
+            "--out",
+            str(bundle),
+            "--include-media",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert exported.returncode == 0, exported.stderr
+    # The auditor needs nothing of ours: no settings, no ledger, no keys dir.
+    clean_env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNGATE_")}
+    ok = subprocess.run(
+        [*SIGNGATE, "audit", "verify-bundle", str(bundle)],
+        env=clean_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+
+    entries = bundle / "entries.json"
+    text = entries.read_text()
+    assert "reviewer_approved" in text
+    entries.write_text(text.replace("reviewer_approved", "reviewer_approvee", 1))
+    bad = subprocess.run(
+        [*SIGNGATE, "audit", "verify-bundle", str(bundle)],
+        env=clean_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert bad.returncode == 1
+    assert "entries.json" in bad.stdout + bad.stderr
