@@ -16,6 +16,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from temporalio.service import RPCError
 
 from signgate.errors import BadInput, SigngateError
 from signgate.settings import Settings, get_settings
@@ -58,6 +59,9 @@ def _run(settings: Settings, work: Any) -> Any:
         return asyncio.run(main())
     except SigngateError as err:
         _fail(err)
+    except RPCError as err:
+        status = err.status.name if err.status is not None else "unknown"
+        _fail(SigngateError(f"{status}: {err.message}", reason="temporal_rpc_failed"))
 
 
 def _run_plain(coro: Coroutine[Any, Any, T]) -> T:

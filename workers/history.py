@@ -33,6 +33,7 @@ from signgate.models import (
     OnboardingResult,
     OnboardingStatus,
     ReviewInput,
+    Stage,
     TimelineEvent,
 )
 from workflows.onboarding import OnboardingWorkflow
@@ -179,8 +180,8 @@ def history_facts(history: WorkflowHistory) -> HistoryFacts:
             payload = fields.indexed_fields.get(ONBOARDING_STATUS.name)
             if payload is not None:
                 stage = _decode(Payloads(payloads=[payload]), [str])
-                if stage:
-                    facts.stages.append(TimelineEvent(at=at, stage=stage[0]))
+                if stage and stage[0] in Stage.__members__:
+                    facts.stages.append(TimelineEvent(at=at, stage=Stage(stage[0])))
         elif kind in _CLOSING:
             facts.closed = _CLOSING[kind]
             if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
@@ -358,12 +359,14 @@ def encode_page_token(token: bytes | None) -> str | None:
 def decode_page_token(token: str | None) -> bytes | None:
     if not token:
         return None
+    refused = BadInput("not a page token from `signgate ops list`", reason="bad_page_token")
     try:
-        return base64.urlsafe_b64decode(token.encode("ascii"))
+        raw = base64.b64decode(token.encode("ascii"), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError) as err:
-        raise BadInput(
-            "not a page token from `signgate ops list`", reason="bad_page_token"
-        ) from err
+        raise refused from err
+    if not raw:
+        raise refused
+    return raw
 
 
 async def list_sessions(

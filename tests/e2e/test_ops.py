@@ -195,6 +195,8 @@ async def test_list_pages_with_a_token(ops: OpsRunner) -> None:
     assert second["sessions"][0]["session_id"] != first["sessions"][0]["session_id"]
     code, table, _ = await ops("list")
     assert code == 0 and "OnboardingWorkflow" in table
+    code, _, err = await ops("list", "--page-token", "@@@")
+    assert code == 2 and "error bad_page_token:" in err
 
 
 async def test_exported_history_replays_and_a_tampered_one_fails(
