@@ -243,7 +243,7 @@ def replay(
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Replay histories against today's OnboardingWorkflow; exit 1 on any nondeterminism."""
+    """Replay histories against today's OnboardingWorkflow; exit 1 if any fails to replay."""
     from workers import history
 
     settings = get_settings()
