@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.audit_bundle import bundle_app
+from cli.ops import ops_app
 from signgate.errors import SigngateError
 from signgate.settings import Settings, get_settings
 
@@ -39,6 +40,7 @@ app.add_typer(review_app, name="review")
 app.add_typer(audit_app, name="audit")
 app.add_typer(attest_app, name="attest")
 audit_app.add_typer(bundle_app)  # `signgate audit export` and `signgate audit verify-bundle`
+app.add_typer(ops_app, name="ops")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -51,6 +53,13 @@ def fail(err: SigngateError) -> NoReturn:
 
 def _key_for(settings: Settings, role: str) -> str:
     return next(k for k, v in settings.api_keys.items() if v.role == role)
+
+
+async def _let_sdk_threads_settle() -> None:
+    """The Temporal SDK's Rust threads drop their last Python references just after the
+    client goes; if the interpreter is already finalizing, CPython aborts the process
+    (temporalio/sdk-python#300). A moment's wait before exit avoids it."""
+    await asyncio.sleep(0.1)
 
 
 async def _until_interrupted(stop: asyncio.Event) -> None:
@@ -76,6 +85,7 @@ def dev(ui: Annotated[bool, typer.Option(help="Serve the Temporal Web UI")] = Tr
             console.print(f"sandbox   {settings.resolved_vendor_url}  (test/demo vendor)")
             console.print("[dim]Ctrl-C to stop[/dim]")
             await _until_interrupted(asyncio.Event())
+        await _let_sdk_threads_settle()
         console.print("stopped cleanly")
 
     try:
@@ -97,6 +107,7 @@ def _serve_until_interrupted(
         stop.set()
         await task
         waiter.cancel()
+        await _let_sdk_threads_settle()
 
     try:
         asyncio.run(main())
@@ -145,7 +156,9 @@ def demo(
         if use_running:
             return await run_demo(settings)
         async with embedded_stack(settings, ui=False):
-            return await run_demo(settings)
+            report = await run_demo(settings)
+        await _let_sdk_threads_settle()
+        return report
 
     try:
         report = asyncio.run(main())
