@@ -21,6 +21,11 @@ Outcomes that are not a comparison are explicit, never exceptions: no face in th
 nor hard-reject); several faces (`multiple_faces`) still compares the largest faces but
 floors the risk at 0.5. A missing or unreadable artifact is an `error`.
 
+Faces are found by `faces.image_faces`: on a copy at most 640 px on its longest side (the
+boxes mapped back, the landmarks placed again at full resolution before alignment and
+embedding), decoded and detected once per image per process, shared with liveness and
+forensics.
+
 The liveness video is not used yet: without a selfie the check reports `artifact_missing`.
 """
 
@@ -36,7 +41,7 @@ import numpy as np
 
 from signgate.canonical import canonical_json
 from signgate.detectors.base import PROVIDER, Evidence, model_version
-from signgate.detectors.faces import Face, decode_image, detect_faces, face_recognizer, shape_of
+from signgate.detectors.faces import Face, face_recognizer, image_faces, shape_of
 from signgate.errors import BadInput
 from signgate.hashing import sha256_hex
 from signgate.models import ArtifactKind, CheckKind, CheckResult, CheckStatus
@@ -89,11 +94,9 @@ class _Side:
     faces: list[Face]
 
 
-def _find(name: str, rgb: np.ndarray) -> _Side:
-    faces = detect_faces(rgb, upsample=1)
-    if not faces and max(rgb.shape[:2]) <= 1024:
-        faces = detect_faces(rgb, upsample=2)  # small image: faces may be under 40 px
-    return _Side(name, rgb, faces)
+def _find(name: str, data: bytes) -> _Side:
+    found = image_faces(data)  # upsample 1, then 2 if none (faces down to ~20 px)
+    return _Side(name, found.rgb, list(found.faces))
 
 
 def _describe(face: Face) -> str:
@@ -127,8 +130,8 @@ def check_face_match(evidence: Evidence) -> CheckResult:
             explanations=[f"missing {names}; {note}"],
         )
     try:
-        selfie = _find("selfie", decode_image(evidence.media[ArtifactKind.selfie]))
-        id_front = _find("id", decode_image(evidence.media[ArtifactKind.id_front]))
+        selfie = _find("selfie", evidence.media[ArtifactKind.selfie])
+        id_front = _find("id", evidence.media[ArtifactKind.id_front])
     except BadInput as exc:
         return result(CheckStatus.error, reason=exc.reason, explanations=[exc.message])
 

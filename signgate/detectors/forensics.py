@@ -26,7 +26,9 @@ from __future__ import annotations
 import hashlib
 import io
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -34,6 +36,9 @@ from PIL import Image
 
 from signgate.detectors.base import PROVIDER, Evidence, model_version
 from signgate.models import ArtifactKind, CheckKind, CheckResult, CheckStatus
+
+if TYPE_CHECKING:
+    from signgate.detectors.faces import Face
 
 MODEL_VERSION = model_version("image-forensics", "1", ("numpy", "opencv-python-headless", "Pillow"))
 
@@ -92,26 +97,25 @@ def squash(raw: float, threshold: float) -> float:
     return float(1.0 / (1.0 + np.exp(-4.0 * (raw / threshold - 1.0))))
 
 
-def face_region(rgb: np.ndarray) -> tuple[tuple[int, int, int, int], bool]:
+def face_region(
+    rgb: np.ndarray, faces: Sequence[Face] | None = None
+) -> tuple[tuple[int, int, int, int], bool]:
     """The largest face's box, or the centre region (middle half) if none is found.
 
-    Face detection is best effort: a missing detector or no face never fails a check.
+    `faces` is a detection already made on this image (`faces.image_faces`, shared with
+    the other detectors); None detects here. Face detection is best effort: a missing
+    detector or no face never fails a check.
     """
     h, w = rgb.shape[:2]
-    try:
-        from signgate.detectors.faces import detect_faces
+    if faces is None:
+        try:
+            from signgate.detectors.faces import find_faces
 
-        scale = min(1.0, 640.0 / max(h, w))
-        small = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-        small = np.ascontiguousarray(small)
-        # Fast pass finds faces >= ~80 px in the 640 px copy; a small face (too far
-        # away: the quality gate wants it) needs the 2x-upsampled pass (>= ~40 px).
-        faces = detect_faces(small, upsample=0) or detect_faces(small, upsample=1)
-        if faces:
-            x0, y0, x1, y1 = faces[0].box
-            return (int(x0 / scale), int(y0 / scale), int(x1 / scale), int(y1 / scale)), True
-    except Exception:  # noqa: BLE001 - a detector fault degrades to the centre region
-        pass
+            faces = find_faces(rgb)
+        except Exception:  # noqa: BLE001 - a detector fault degrades to the centre region
+            faces = []
+    if faces:
+        return faces[0].box, True
     return (w // 4, h // 4, w - w // 4, h - h // 4), False
 
 
@@ -209,7 +213,10 @@ def double_compression_roughness(jpeg: bytes) -> tuple[float, int | None]:
             return 0.0, None
         table = np.asarray(tables[0], dtype=np.float64).reshape(8, 8)
         image.draft("YCbCr", image.size)  # the decoder's own Y plane, no colour round trip
-        luma = np.asarray(image.convert("YCbCr"), dtype=np.float64)[..., 0]
+        if image.mode in ("YCbCr", "L"):  # read the Y plane alone: no 3-channel copy
+            luma = np.asarray(image.getchannel(0), dtype=np.float64)
+        else:  # e.g. CMYK: Y through a colour conversion
+            luma = np.asarray(image.convert("YCbCr"), dtype=np.float64)[..., 0]
     quality = estimate_quality(table.ravel())
     h, w = (luma.shape[0] // 8) * 8, (luma.shape[1] // 8) * 8
     blocks = (luma[:h, :w] - 128.0).reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3)
@@ -283,10 +290,13 @@ def upsampling_peak(grey: np.ndarray) -> float:
 # --------------------------------------------------------------------------- analysis
 
 
-def analyse_image(rgb: np.ndarray, jpeg: bytes | None) -> ForensicsReport:
+def analyse_image(
+    rgb: np.ndarray, jpeg: bytes | None, faces: Sequence[Face] | None = None
+) -> ForensicsReport:
     """All forensic signals for one image. `jpeg` (the original bytes) enables the
-    quantisation-table and double-compression signals; without it they score 0."""
-    box, found = face_region(rgb)
+    quantisation-table and double-compression signals; without it they score 0. `faces`:
+    a detection already made on `rgb` (see `face_region`)."""
+    box, found = face_region(rgb, faces)
     small, scale = _downscale(rgb, ANALYSIS_MAX_SIDE)
     small_box = tuple(int(v * scale) for v in box)
     grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
@@ -383,8 +393,8 @@ def check_deepfake(evidence: Evidence) -> CheckResult:
                 return _failed("selfie_missing", "no selfie in the evidence", started)
             continue
         try:
-            rgb = _decode(data)
-            report = analyse_image(rgb, data if data[:2] == b"\xff\xd8" else None)
+            rgb, faces = decode_with_faces(data)
+            report = analyse_image(rgb, data if data[:2] == b"\xff\xd8" else None, faces)
         except ValueError as exc:
             return _failed("image_undecodable", f"{kind.value}: {exc}", started)
         kind_hints, lines = explain(report, kind.value)
@@ -404,6 +414,23 @@ def check_deepfake(evidence: Evidence) -> CheckResult:
         raw_response_sha256=digest.hexdigest(),
         explanations=explanations,
     )
+
+
+def decode_with_faces(data: bytes) -> tuple[np.ndarray, Sequence[Face] | None]:
+    """RGB uint8 (read-only) and its faces, through the per-process cache shared with the
+    other face detectors; ValueError if the bytes are not an image. A detector fault gives
+    faces None (`face_region` then tries again and degrades to the centre region)."""
+    try:
+        from signgate.detectors.faces import ImageUndecodable, image_faces
+    except ImportError:  # pragma: no cover - faces.py not available
+        return _decode(data), None
+    try:
+        shared = image_faces(data)
+    except ImageUndecodable as exc:
+        raise ValueError(str(exc)) from exc
+    except Exception:  # noqa: BLE001 - not a decode fault (decoded again below) or a detector fault
+        return _decode(data), None
+    return shared.rgb, shared.faces
 
 
 def _decode(data: bytes) -> np.ndarray:

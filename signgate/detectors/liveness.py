@@ -21,13 +21,24 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from signgate.detectors.base import PROVIDER, Evidence, model_version
-from signgate.detectors.forensics import _decode, _downscale, _failed, face_region, squash
+from signgate.detectors.forensics import (
+    _downscale,
+    _failed,
+    decode_with_faces,
+    face_region,
+    squash,
+)
 from signgate.models import ArtifactKind, CheckKind, CheckResult, CheckStatus
+
+if TYPE_CHECKING:
+    from signgate.detectors.faces import Face
 
 MODEL_VERSION = model_version("passive-liveness", "1", ("numpy", "opencv-python-headless"))
 
@@ -106,9 +117,12 @@ def gamut(rgb: np.ndarray) -> tuple[float, float]:
     return saturation, float(high - low) / 255.0
 
 
-def measure(rgb: np.ndarray) -> tuple[dict[str, float], tuple[int, int, int, int], bool]:
-    """Raw liveness measurements on one image, with the face box used."""
-    box, found = face_region(rgb)
+def measure(
+    rgb: np.ndarray, faces: Sequence[Face] | None = None
+) -> tuple[dict[str, float], tuple[int, int, int, int], bool]:
+    """Raw liveness measurements on one image, with the face box used. `faces`: a
+    detection already made on `rgb` (shared with the other detectors); None detects here."""
+    box, found = face_region(rgb, faces)
     small, scale = _downscale(rgb, ANALYSIS_MAX_SIDE)
     grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
     x0, y0, x1, y1 = (int(v * scale) for v in box)
@@ -200,12 +214,12 @@ def check_liveness(evidence: Evidence) -> CheckResult:
             MODEL_VERSION,
         )
     try:
-        rgb = _decode(data)
+        rgb, faces = decode_with_faces(data)
     except ValueError as exc:
         return _failed(
             "image_undecodable", f"selfie: {exc}", started, CheckKind.liveness, MODEL_VERSION
         )
-    raw, _, found = measure(rgb)
+    raw, _, found = measure(rgb, faces)
     scores, hints, lines = _assess(raw, found)
     risk = max(scores.values())
     if not hints:

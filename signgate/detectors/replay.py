@@ -13,7 +13,10 @@ Requiring both keeps the false-match rate down, because the two hashes fail on d
 images. The default 6 of 64 bits: on the public-domain astronaut photo, JPEG re-encoding
 (q 50..90), resizing by +-10 % and a 2 % crop stay within 0..6 bits, while unrelated
 photos (coffee, chelsea, camera, rocket) are 25..36 bits away. Images are EXIF-transposed
-before hashing, so a rotation tag does not hide a copy.
+before hashing, so a rotation tag does not hide a copy. Both hashes are taken from a copy at
+most HASH_SIDE px on its longest side (a JPEG is decoded at 1/2..1/8 scale with `draft`,
+straight to greyscale, then thumbnailed): pHash reads a 32x32 and dHash a 9x8 thumbnail,
+so the full-size decode bought nothing but time.
 
 Storage: the table `perceptual_hashes` lives in the ledger's SQLite file but is not part
 of the ledger: the ledger's append-only triggers guard `ledger_entries` only. Every call
@@ -43,6 +46,7 @@ from signgate.models import ArtifactKind
 
 FLAG_REPLAYED_CAPTURE = "replayed_capture"  # the same flag sealing raises for exact copies
 DEFAULT_MAX_DISTANCE = 6
+HASH_SIDE = 256  # images are reduced to at most this before hashing
 BUSY_TIMEOUT_MS = 10_000
 IMAGE_KINDS: tuple[ArtifactKind, ...] = (
     ArtifactKind.selfie,
@@ -98,8 +102,12 @@ def image_hashes(image_bytes: bytes) -> ImageHashes | None:
     """pHash and dHash of an image, or None if the bytes do not decode as one."""
     try:
         with Image.open(io.BytesIO(image_bytes)) as image:
+            # JPEG: the decoder scales by 1/2..1/8 (staying >= HASH_SIDE) and emits luma
+            # only; both hashes are of the greyscale picture anyway. Other formats: no-op.
+            image.draft("L", (HASH_SIDE, HASH_SIDE))
             image.load()
             upright = ImageOps.exif_transpose(image)
+            upright.thumbnail((HASH_SIDE, HASH_SIDE))
             return ImageHashes(imagehash.phash(upright), imagehash.dhash(upright))
     # Hostile bytes may fail anywhere inside a decoder (UnidentifiedImageError, OSError,
     # ValueError, SyntaxError, DecompressionBombError...): all mean "not an image we hash".

@@ -24,7 +24,7 @@ from signgate.detectors.face_match import (
     embed,
     mismatch_risk,
 )
-from signgate.detectors.faces import detect_faces
+from signgate.detectors.faces import detect_faces, image_faces
 from signgate.models import ArtifactKind, CaptureMetadata, CheckKind, CheckStatus
 
 
@@ -229,3 +229,33 @@ def test_missing_artifact_is_an_error_not_a_score(drop: str) -> None:
 def test_undecodable_selfie_is_an_error_with_its_reason() -> None:
     result = check_face_match(_evidence(b"\x89PNG garbage", _encode(data.astronaut())))
     assert result.status is CheckStatus.error and result.reason == "image_undecodable"
+
+
+# --------------------------------------------------------------------------- large images
+
+
+def _full_hd_selfie() -> np.ndarray:
+    """The astronaut at 1080x1080 in the middle of a 1920x1080 frame (edges replicated)."""
+    square = np.asarray(Image.fromarray(data.astronaut()).resize((1080, 1080)))
+    return np.pad(square, ((0, 0), (420, 420), (0, 0)), mode="edge")
+
+
+def test_a_full_hd_selfie_matches_the_id_photo_with_full_resolution_boxes() -> None:
+    # detected on a 640 px copy; the box, the alignment and the embedding are full-size
+    selfie = _encode(_full_hd_selfie(), "JPEG", quality=90)
+    result = check_face_match(_evidence(selfie, _id_photo(data.astronaut())))
+    assert result.status is CheckStatus.completed
+    assert result.risk_score is not None and result.risk_score < 0.05
+    assert result.attack_hints == []
+    box_line = next(e for e in result.explanations if e.startswith("selfie face box="))
+    x0 = int(box_line.split("box=[")[1].split(",")[0])
+    scale = 1080 / 512  # her face starts at x ~170..180 of 512: x 778..800 of the frame
+    assert 420 + 160 * scale <= x0 <= 420 + 190 * scale
+
+
+def test_the_full_hd_embedding_is_the_astronaut() -> None:
+    rgb = _full_hd_selfie()
+    found = image_faces(_encode(rgb))
+    assert len(found.faces) == 1
+    distance = float(np.linalg.norm(embed(found.rgb, found.faces[0]) - _astronaut_embedding()))
+    assert distance < 0.3

@@ -10,12 +10,17 @@ import pytest
 from PIL import Image
 from skimage import data
 
+from signgate.detectors import faces as faces_module
 from signgate.detectors.faces import (
     Face,
+    ImageFaces,
     ImageUndecodable,
+    clear_image_cache,
     decode_image,
     detect_faces,
     face_chip,
+    find_faces,
+    image_faces,
 )
 
 # Eileen Collins' face in skimage.data.astronaut() (public domain, NASA), checked by eye:
@@ -128,3 +133,93 @@ def test_concurrent_detection_gives_the_same_faces() -> None:
     for t in threads:
         t.join()
     assert results == [expected] * 4
+
+
+# --------------------------------------------------------------------------- large images, cache
+
+
+def _full_hd_selfie() -> np.ndarray:
+    """The astronaut at 1080x1080 in the middle of a 1920x1080 frame (edges replicated)."""
+    square = np.asarray(Image.fromarray(data.astronaut()).resize((1080, 1080)))
+    return np.pad(square, ((0, 0), (420, 420), (0, 0)), mode="edge")
+
+
+def test_a_large_image_is_detected_downscaled_and_mapped_back_to_full_resolution() -> None:
+    rgb = _full_hd_selfie()
+    faces = find_faces(rgb)
+    assert len(faces) == 1
+    face = faces[0]
+    scale = 1080 / 512
+    expected = (
+        round(420 + ASTRONAUT_FACE[0] * scale),
+        round(ASTRONAUT_FACE[1] * scale),
+        round(420 + ASTRONAUT_FACE[2] * scale),
+        round(ASTRONAUT_FACE[3] * scale),
+    )
+    assert _overlap(face.box, expected) > 0.9  # full-resolution coordinates
+    assert 60 * scale <= face.box[2] - face.box[0] <= 150 * scale
+    x0, y0, x1, y1 = face.box
+    assert all(x0 <= x <= x1 and y0 <= y <= y1 for x, y in face.landmarks)
+    # the landmarks are placed on the full-resolution pixels, not scaled up from the copy
+    shape = faces_module._model("shape5")(rgb, faces_module._rect(face))
+    assert face.landmarks == [(shape.part(i).x, shape.part(i).y) for i in range(5)]
+    # and the box agrees with a detection on the full frame
+    again = detect_faces(rgb, upsample=0)
+    assert len(again) == 1 and _overlap(again[0].box, face.box) > 0.7
+
+
+def test_a_small_image_is_detected_as_it_is() -> None:
+    rgb = data.astronaut()
+    assert find_faces(rgb) == detect_faces(rgb, upsample=1)
+
+
+def test_image_faces_decodes_and_detects_once_per_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    clear_image_cache()
+    calls = {"decode": 0, "detect": 0}
+    real_decode, real_find = faces_module.decode_image, faces_module.find_faces
+
+    def counting_decode(blob: bytes) -> np.ndarray:
+        calls["decode"] += 1
+        return real_decode(blob)
+
+    def counting_find(rgb: np.ndarray) -> list[Face]:
+        calls["detect"] += 1
+        return real_find(rgb)
+
+    monkeypatch.setattr(faces_module, "decode_image", counting_decode)
+    monkeypatch.setattr(faces_module, "find_faces", counting_find)
+    blob = _png(data.astronaut())
+    results: list[ImageFaces] = []
+    threads = [threading.Thread(target=lambda: results.append(image_faces(blob))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    results.append(image_faces(blob))
+    assert calls == {"decode": 1, "detect": 1}
+    assert all(r is results[0] for r in results)
+    shared = results[0]
+    assert np.array_equal(shared.rgb, data.astronaut())
+    assert not shared.rgb.flags.writeable  # shared between detectors: nobody may edit it
+    assert list(shared.faces) == find_faces(data.astronaut())
+    image_faces(_png(data.coffee()))  # other bytes: decoded and detected again
+    assert calls == {"decode": 2, "detect": 2}
+
+
+def test_the_image_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    clear_image_cache()
+    monkeypatch.setattr(faces_module, "CACHE_ENTRIES", 2)
+    blobs = [_png(np.full((64, 64 + i, 3), 100, np.uint8)) for i in range(4)]
+    for blob in blobs:
+        image_faces(blob)
+    assert len(faces_module._cache) == 2
+    monkeypatch.setattr(faces_module, "CACHE_MAX_BYTES", 64 * 66 * 3)  # one entry's bytes
+    image_faces(blobs[0])
+    assert len(faces_module._cache) == 1  # the newest is kept
+
+
+def test_undecodable_bytes_are_not_cached() -> None:
+    clear_image_cache()
+    with pytest.raises(ImageUndecodable):
+        image_faces(b"not an image")
+    assert len(faces_module._cache) == 0 and faces_module._inflight == {}

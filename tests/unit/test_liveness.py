@@ -8,7 +8,11 @@ import pytest
 from skimage import data
 
 from signgate import attacks
+from signgate.detectors import faces as faces_module
 from signgate.detectors.base import Evidence
+from signgate.detectors.face_match import check_face_match
+from signgate.detectors.faces import clear_image_cache
+from signgate.detectors.forensics import check_deepfake
 from signgate.detectors.liveness import check_liveness
 from signgate.models import ArtifactKind, CaptureMetadata, CheckKind, CheckResult, CheckStatus
 
@@ -78,3 +82,25 @@ def test_undecodable_selfie_is_an_error_not_an_exception() -> None:
     assert result.kind is CheckKind.liveness and result.model_version.startswith(
         "passive-liveness/1"
     )
+
+
+def test_liveness_forensics_and_face_match_share_one_detection_per_image(
+    astronaut: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clear_image_cache()
+    calls: list[tuple[int, ...]] = []
+    real_find = faces_module.find_faces
+
+    def counting_find(rgb: np.ndarray) -> list[faces_module.Face]:
+        calls.append(rgb.shape)
+        return real_find(rgb)
+
+    monkeypatch.setattr(faces_module, "find_faces", counting_find)
+    selfie, id_front = attacks.jpeg_bytes(astronaut, 92), attacks.jpeg_bytes(astronaut, 80)
+    media = {ArtifactKind.selfie: selfie, ArtifactKind.id_front: id_front}
+    evidence = Evidence(session_id="s", capture=CaptureMetadata(challenge_nonce="n"), media=media)
+    live = check_liveness(evidence)
+    assert check_deepfake(evidence).status is CheckStatus.completed
+    assert check_face_match(evidence).attack_hints == []
+    assert len(calls) == 2  # one per image, not one per image per detector
+    assert live.status is CheckStatus.completed and live.attack_hints == []

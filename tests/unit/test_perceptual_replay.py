@@ -17,9 +17,11 @@ from skimage import data
 
 from signgate.detectors.base import Evidence
 from signgate.detectors.replay import (
+    DEFAULT_MAX_DISTANCE,
     FLAG_REPLAYED_CAPTURE,
     PerceptualIndex,
     check_replay,
+    image_hashes,
 )
 from signgate.hashing import sha256_hex
 from signgate.ledger import SqliteLedger
@@ -211,3 +213,29 @@ def test_the_index_shares_the_ledger_file_and_the_ledger_still_verifies(
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     report = ledger.verify(KeyRing.from_pems([signer.public_key_pem()]))
     assert report.ok and report.entries_checked == 1
+
+
+def test_hashes_of_the_reduced_image_keep_their_distances(
+    astronaut: Image.Image, astronaut_jpeg: bytes
+) -> None:
+    """Hashes come from a <= 256 px copy (JPEG `draft`): re-encoded and resized copies,
+    a full-HD upscale among them, stay within 2 bits; unrelated photos stay > 20 away."""
+    reference = image_hashes(astronaut_jpeg)
+    assert reference is not None
+    copies = near_copies(astronaut)
+    crop = copies.pop("cropped_2_percent")
+    copies["full_hd_upscale"] = encode(astronaut.resize((1920, 1080)), "JPEG", quality=90)
+    for name, copy in copies.items():
+        hashes = image_hashes(copy)
+        assert hashes is not None
+        assert hashes.phash - reference.phash <= 2, name
+        assert hashes.dhash - reference.dhash <= 2, name
+    cropped = image_hashes(crop)
+    assert cropped is not None
+    assert cropped.phash - reference.phash <= DEFAULT_MAX_DISTANCE
+    assert cropped.dhash - reference.dhash <= DEFAULT_MAX_DISTANCE
+    for other in ("coffee", "chelsea", "camera", "rocket"):
+        hashes = image_hashes(encode(photo(getattr(data, other)()), "JPEG", quality=90))
+        assert hashes is not None
+        assert hashes.phash - reference.phash > 20, other
+        assert hashes.dhash - reference.dhash > 20, other
