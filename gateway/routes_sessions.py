@@ -14,6 +14,9 @@ from gateway.auth import require
 from gateway.errors import Refusal
 from gateway.onboarding import CAPTURE_STAGES, Sessions, workflow_id
 from gateway.state import Gateway, bind_session, gateway_of
+from policies.experiments import Assignment, assign_policy, load_experiment
+from policies.loader import load_policy
+from signgate.errors import BadInput
 from signgate.evidence import object_key_for
 from signgate.models import (
     ArtifactKind,
@@ -71,16 +74,38 @@ class Attestation(BaseModel):
     attestation: str
 
 
+def _policy_and_mode(body: CreateSession, tenant_id: str, session_id: str) -> tuple[str, Mode]:
+    """What the app asked for wins; whatever it left out, the tenant's experiment decides.
+
+    An explicit `policy_id` must name a policy that exists (422 `unknown_policy`), so a typo
+    is refused here instead of failing the session at its first decision.
+    """
+    experiment = load_experiment(tenant_id)
+    if body.policy_id is not None:
+        try:
+            load_policy(body.policy_id)
+        except BadInput as err:
+            raise Refusal(422, "unknown_policy", err.message) from err
+        # The app chose the policy, so no split applies; the tenant-wide mode still does.
+        assigned = Assignment(policy_id=body.policy_id, mode=experiment.mode)
+    else:
+        assigned = assign_policy(session_id, tenant_id, experiment.splits)
+    mode = body.mode if "mode" in body.model_fields_set else assigned.mode
+    return assigned.policy_id, mode
+
+
 def _onboarding_request(body: CreateSession, key: ApiKey, gateway: Gateway) -> OnboardingRequest:
     settings = gateway.settings
+    session_id = body.session_id or uuid.uuid4().hex
+    policy_id, mode = _policy_and_mode(body, key.tenant_id, session_id)
     try:
         return OnboardingRequest(
-            session_id=body.session_id or uuid.uuid4().hex,
+            session_id=session_id,
             tenant_id=key.tenant_id,
             subject_ref=body.subject_ref,
             intent=body.intent,
-            mode=body.mode,
-            policy_id=body.policy_id,
+            mode=mode,
+            policy_id=policy_id,
             callback_url=body.callback_url,
             timeouts=settings.timeouts,
             reviewers=settings.reviewer_roster(),
