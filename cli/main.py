@@ -17,6 +17,7 @@ from rich.table import Table
 
 from cli.audit_bundle import bundle_app
 from cli.ops import ops_app
+from cli.policy import policy_app
 from signgate.errors import SigngateError
 from signgate.settings import Settings, get_settings
 
@@ -41,6 +42,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(attest_app, name="attest")
 audit_app.add_typer(bundle_app)  # `signgate audit export` and `signgate audit verify-bundle`
 app.add_typer(ops_app, name="ops")
+app.add_typer(policy_app, name="policy")
 
 console = Console()
 err_console = Console(stderr=True)
