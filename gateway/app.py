@@ -22,6 +22,7 @@ from gateway.errors import Refusal, install_error_handlers
 from gateway.onboarding import TemporalAccess
 from gateway.state import Gateway
 from signgate.settings import Settings
+from signgate.tracing import configure_tracing, current_trace_id, instrument_gateway
 
 log = structlog.get_logger("signgate.gateway")
 
@@ -38,6 +39,10 @@ class RequestContext:
             return
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=uuid.uuid4().hex[:16])
+        # The OpenTelemetry server span (outside this middleware) is current here.
+        trace_id = current_trace_id()
+        if trace_id is not None:
+            structlog.contextvars.bind_contextvars(trace_id=trace_id)
         started = time.perf_counter()
         status = 500
 
@@ -80,6 +85,10 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.include_router(routes_sessions.router)
     app.include_router(routes_webhooks.router)
     app.include_router(routes_reviews.router)
+    # A server span per request. The first tracing configuration in a process wins, so a
+    # host (or a test) that configured one already keeps it.
+    configure_tracing("signgate-gateway")
+    instrument_gateway(app)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, object]:

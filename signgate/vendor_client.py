@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from signgate.errors import BadInput, Fault
 from signgate.models import CheckKind, CheckOutcome, CheckRequest
+from signgate.tracing import instrument_httpx_client
 from signgate.vendor_api import (
     CHECKS_PATH,
     VendorArtifact,
@@ -70,6 +71,8 @@ class VendorClient:
             headers={"Authorization": f"Bearer {api_key}"},
             follow_redirects=False,
         )
+        # A client span per vendor call, under the activity's span; `traceparent` on the wire.
+        instrument_httpx_client(self._http)
 
     async def __aenter__(self) -> Self:
         return self

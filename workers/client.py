@@ -3,11 +3,20 @@
 Our payloads are pydantic v2 models, so every client (and every worker built on one)
 must use the pydantic data converter; the default converter would turn models into
 plain dicts and lose their types on the way back.
+
+Every client also carries Temporal's OpenTelemetry `TracingInterceptor` unless told
+otherwise: starting or signalling a workflow passes the caller's span in the Temporal
+headers, and a worker built on the client (workers inherit the client's interceptors)
+opens the workflow run and activity spans in that same trace. With no tracer provider
+configured (`signgate.tracing.configure_tracing`) the spans are no-ops.
 """
 
 from __future__ import annotations
 
-from temporalio.client import Client
+from collections.abc import Sequence
+
+from temporalio.client import Client, Interceptor
+from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from signgate.errors import Fault
@@ -17,10 +26,24 @@ class TemporalUnreachable(Fault):
     reason = "temporal_unreachable"
 
 
-async def connect_client(address: str, namespace: str = "default") -> Client:
+def default_interceptors() -> list[Interceptor]:
+    return [TracingInterceptor()]
+
+
+async def connect_client(
+    address: str,
+    namespace: str = "default",
+    *,
+    interceptors: Sequence[Interceptor] | None = None,
+) -> Client:
+    """Connect with the pydantic converter; `interceptors=None` means the tracing one,
+    `interceptors=()` none at all."""
     try:
         return await Client.connect(
-            address, namespace=namespace, data_converter=pydantic_data_converter
+            address,
+            namespace=namespace,
+            data_converter=pydantic_data_converter,
+            interceptors=default_interceptors() if interceptors is None else interceptors,
         )
     except RuntimeError as err:
         raise TemporalUnreachable(

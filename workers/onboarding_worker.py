@@ -2,6 +2,10 @@
 
 One process polls one task queue with the saga and every activity. Scale out by running
 more of these (any number, on any machine that reaches the Temporal frontend).
+
+Tracing comes with the client: the worker inherits its `TracingInterceptor`
+(`workers.client.connect_client`), so workflow and activity spans join the trace of
+whoever started or signalled the session.
 """
 
 from __future__ import annotations
@@ -37,8 +41,10 @@ def build_worker(
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run until `stop` is set (or forever), then drain and close cleanly."""
+    from signgate.tracing import configure_tracing
     from workers.client import connect_client
 
+    configure_tracing("signgate-worker")
     client = await connect_client(settings.temporal_address, settings.temporal_namespace)
     deps = ActivityDeps.from_settings(settings)
     try:
