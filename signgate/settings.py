@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     )
     timeouts: SessionTimeouts = Field(default_factory=SessionTimeouts)
     attestation_ttl_s: int = 15 * 60
+    # OTLP/HTTP collector base URL; unset = spans are made but exported nowhere.
+    otlp_endpoint: str | None = None
     log_json: bool = False
     log_level: str = "INFO"
 

@@ -17,7 +17,6 @@ Span attributes never carry personal data: session ids, check kinds and status c
 
 from __future__ import annotations
 
-import os
 import threading
 
 import httpx
@@ -26,6 +25,8 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+from signgate.settings import Settings
 
 OTLP_ENDPOINT_ENV = "SIGNGATE_OTLP_ENDPOINT"
 # Health probes would drown the traces; their spans are not made.
@@ -48,7 +49,7 @@ def configure_tracing(service_name: str, exporter: SpanExporter | None = None) -
             provider = current
         else:
             provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
-            endpoint = os.environ.get(OTLP_ENDPOINT_ENV, "").strip()
+            endpoint = (Settings().otlp_endpoint or "").strip()
             if endpoint:
                 provider.add_span_processor(BatchSpanProcessor(_otlp_exporter(endpoint)))
             trace.set_tracer_provider(provider)
