@@ -19,7 +19,14 @@ from activities.errors import reason_coded
 from signgate.attestation import issue_attestation
 from signgate.canonical import canonical_json
 from signgate.errors import BadInput
-from signgate.models import Action, AttestationClaims, LedgerReceipt, Unlocked, UnlockRequest
+from signgate.models import (
+    Action,
+    AttestationClaims,
+    LedgerReceipt,
+    Mode,
+    Unlocked,
+    UnlockRequest,
+)
 from signgate.webhooks import sign_webhook
 
 log = structlog.get_logger(__name__)
@@ -53,10 +60,12 @@ class SigningActivities:
             raise BadInput(
                 "no committed decision with that receipt", reason="decision_not_committed"
             )
-        if committed.body["decision"]["action"] != Action.accept.value:
+        shadow = committed.body.get("mode") == Mode.shadow.value
+        if not shadow and committed.body["decision"]["action"] != Action.accept.value:
             raise BadInput("the committed decision is not accept", reason="decision_not_accept")
         now = int(time.time())
         claims = AttestationClaims(
+            mode=Mode.shadow if shadow else Mode.enforce,
             sub=request.subject_ref,
             sid=request.session_id,
             intent=request.intent,

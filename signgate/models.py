@@ -291,6 +291,7 @@ class CommitRequest(Frozen):
 
 class UnlockRequest(Frozen):
     session_id: str
+    mode: Mode = Mode.enforce
     tenant_id: str
     subject_ref: str
     intent: str
@@ -304,6 +305,9 @@ class AttestationClaims(Frozen):
     """The claims of the signing attestation (compact JWS, EdDSA)."""
 
     iss: str = "signgate"
+    # "shadow": signing was NOT gated; `decision` is only what the policy would have done.
+    # An app that gates on this token must require mode == "enforce" and decision == accept.
+    mode: Mode = Mode.enforce
     sub: str  # the app's opaque subject reference, never a name
     sid: str  # session id
     intent: str

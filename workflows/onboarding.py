@@ -52,6 +52,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
 
 MAX_STEP_UPS = 1
+# Patch id: shadow sessions skip review and unlock whatever the would-be decision. Before
+# it, shadow sessions were never unlocked (and waited for review like enforce ones).
+SHADOW_UNGATED = "shadow-mode-unlocks-ungated"
 # A vendor may deliver a webhook before the activity that asked for it has returned;
 # such early results wait here. Bounded so a flood of signals cannot bloat history.
 MAX_EARLY_RESULTS = 32
@@ -117,15 +120,19 @@ class OnboardingWorkflow:
             return await self._expire()
 
         decision = await self._decide_rounds(submission)
-        if decision.action is Action.review:
+        shadow = self._req.mode is Mode.shadow and workflow.patched(SHADOW_UNGATED)
+        # A shadow session does not gate signing, so nobody waits for a reviewer: the
+        # would-be decision (even "review") is what gets committed and measured.
+        if decision.action is Action.review and not shadow:
             decision = await self._await_review(decision)
 
         self._decision = decision
         self._set_stage(Stage.committing, f"committing {decision.action}")
         self._receipt = await self._commit(decision)
 
-        if decision.action is Action.accept and self._req.mode is Mode.enforce:
-            self._set_stage(Stage.unlocking, "decision committed; unlocking signing")
+        if shadow or (decision.action is Action.accept and self._req.mode is Mode.enforce):
+            note = "shadow: signing not gated" if shadow else "decision committed"
+            self._set_stage(Stage.unlocking, f"{note}; unlocking signing")
             unlocked = await self._unlock(decision, self._receipt)
             self._attestation = unlocked.attestation
         final = Stage.accepted if decision.action is Action.accept else Stage.rejected
@@ -346,6 +353,7 @@ class OnboardingWorkflow:
             "unlock_signing",
             UnlockRequest(
                 session_id=self._req.session_id,
+                mode=self._req.mode,
                 tenant_id=self._req.tenant_id,
                 subject_ref=self._req.subject_ref,
                 intent=self._req.intent,

@@ -401,3 +401,45 @@ async def test_near_duplicate_selfie_from_another_session_is_flagged_and_rejecte
     )
     assert sealed.body["flags"] == ["replayed_capture"]
     assert any("selfie" in line for line in sealed.body["replay_explanations"])
+
+
+async def test_shadow_mode_unlocks_a_deepfake_and_records_the_would_be_reject(
+    stack: Stack,
+) -> None:
+    from signgate.models import Mode
+
+    request, handle = await stack.start(mode=Mode.shadow)
+    await stack.submit(handle, request.session_id, "deepfake")
+    result = await handle.result()
+    await record_history(handle, "shadow_deepfake_unlocked")
+
+    entries = stack.deps.ledger.entries(request.session_id)
+    decision = next(e for e in entries if e.entry_type == "decision")
+    assert decision.body["mode"] == "shadow"
+    assert decision.body["decision"]["action"] == "reject"
+    assert [e.entry_type for e in entries][-2:] == ["decision", "signing_unlocked"]
+    claims = verify_attestation(result.attestation or "", KeyRing.from_dir(stack.settings.keys_dir))
+    assert claims.mode is Mode.shadow and claims.decision is Action.reject
+    assert claims.ledger_seq == decision.seq
+
+
+async def test_shadow_mode_never_waits_for_a_reviewer(stack: Stack) -> None:
+    from signgate.models import Mode
+
+    request, handle = await stack.start(mode=Mode.shadow)
+    await stack.submit(handle, request.session_id, "borderline")
+    result = await handle.result()
+
+    assert result.decision is not None and result.decision.action is Action.review
+    assert result.attestation is not None
+    assert "review" not in ledger_types(stack, request.session_id)
+
+
+async def test_enforce_attestations_say_enforce(stack: Stack) -> None:
+    from signgate.models import Mode
+
+    request, handle = await stack.start()
+    await stack.submit(handle, request.session_id, "bona_fide")
+    result = await handle.result()
+    claims = verify_attestation(result.attestation or "", KeyRing.from_dir(stack.settings.keys_dir))
+    assert claims.mode is Mode.enforce and claims.decision is Action.accept

@@ -27,6 +27,7 @@ REQUIRED = {
     "vendor_timeout_then_review_timeout",
     "step_up_then_accept",
     "expired_no_capture",
+    "shadow_deepfake_unlocked",
 }
 HISTORY_FILES = sorted(HISTORIES_DIR.glob("*.json"))
 
