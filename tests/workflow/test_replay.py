@@ -53,3 +53,43 @@ async def test_a_changed_workflow_is_caught_by_replay(tmp_path: Path) -> None:
     replayer = Replayer(workflows=[OnboardingWorkflow], data_converter=pydantic_data_converter)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is not None
+
+
+def test_ops_replay_exits_non_zero_naming_sessions_a_changed_workflow_would_break(
+    tmp_path: Path,
+) -> None:
+    """`signgate ops replay --from` against a deliberately changed workflow module."""
+    import subprocess
+    import sys
+
+    script = (
+        "import workers.history as h\n"
+        "from tests.workflow.changed_workflow import ChangedOnboardingWorkflow\n"
+        "h.OnboardingWorkflow = ChangedOnboardingWorkflow\n"
+        "from cli.ops import ops_app\n"
+        f"ops_app(['replay', '--from', {str(HISTORIES_DIR)!r}])\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parents[2],
+    )
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "FAILED" in run.stdout and "accept_bona_fide" in run.stdout
+    # Histories that never reach the policy still replay: only affected sessions are named.
+    assert "ok      expired_no_capture" in run.stdout
+
+    unchanged = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"from cli.ops import ops_app\nops_app(['replay', '--from', {str(HISTORIES_DIR)!r}])",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parents[2],
+    )
+    assert unchanged.returncode == 0, unchanged.stdout + unchanged.stderr
