@@ -14,6 +14,7 @@ from activities.deps import ActivityDeps
 from activities.errors import reason_coded
 from signgate.detectors.local_provider import LocalProvider
 from signgate.errors import BadInput
+from signgate.metrics import CHECK_LATENCY
 from signgate.models import CheckKind, CheckOutcome, CheckRequest
 
 
@@ -26,9 +27,16 @@ class CheckActivities:
         if request.kind is not kind:
             raise BadInput(f"{request.kind} sent to the {kind} check", reason="check_kind_mismatch")
         if self._deps.settings.check_provider == "local":
-            return await asyncio.to_thread(self._local.run, request)
-        callback = f"{self._deps.settings.gateway_url}/v1/webhooks/vendor"
-        return await self._deps.vendor.submit_check(request, callback)
+            outcome = await asyncio.to_thread(self._local.run, request)
+        else:
+            callback = f"{self._deps.settings.gateway_url}/v1/webhooks/vendor"
+            outcome = await self._deps.vendor.submit_check(request, callback)
+        if outcome.result is not None:
+            result = outcome.result
+            CHECK_LATENCY.labels(kind.value, result.provider, result.status.value).observe(
+                result.latency_ms / 1000
+            )
+        return outcome
 
     @activity.defn(name="check_liveness")
     @reason_coded

@@ -8,6 +8,7 @@ from temporalio import activity
 
 from activities.deps import ActivityDeps
 from activities.errors import reason_coded
+from signgate.metrics import DECISIONS
 from signgate.models import CommitRequest, LedgerAppend, LedgerReceipt
 
 
@@ -52,10 +53,12 @@ class LedgerActivities:
             "evidence_merkle_roots": request.merkle_roots,
             "reviews": [r.model_dump(mode="json", exclude={"ledger"}) for r in request.reviews],
         }
-        return await asyncio.to_thread(
-            self._deps.ledger.append,
-            request.session_id,
-            "decision",
-            f"{request.session_id}:decision",
-            body,
+        key = f"{request.session_id}:decision"
+        first_time = await asyncio.to_thread(self._deps.ledger.receipt_for, key) is None
+        receipt = await asyncio.to_thread(
+            self._deps.ledger.append, request.session_id, "decision", key, body
         )
+        if first_time:  # a retried commit is the same decision: count it once
+            decision = request.decision
+            DECISIONS.labels(decision.action.value, decision.tier.value, request.mode.value).inc()
+        return receipt

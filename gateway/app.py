@@ -11,9 +11,11 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 import structlog
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
@@ -21,6 +23,7 @@ from gateway import routes_reviews, routes_sessions, routes_webhooks
 from gateway.errors import Refusal, install_error_handlers
 from gateway.onboarding import TemporalAccess
 from gateway.state import Gateway
+from signgate.metrics import REVIEW_QUEUE_DEPTH, REVIEW_QUEUE_OLDEST_AGE
 from signgate.settings import Settings
 from signgate.tracing import configure_tracing, current_trace_id, instrument_gateway
 
@@ -94,4 +97,34 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     async def healthz() -> dict[str, object]:
         return {"status": "ok", "temporal_connected": temporal.connected}
 
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """Prometheus scrape (aggregates only, no session data): open to the network the
+        scraper sits on, like /healthz."""
+        await _refresh_review_queue(temporal)
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     return app
+
+
+REVIEW_QUEUE_QUERY = (
+    "WorkflowType = 'OnboardingWorkflow' AND ExecutionStatus = 'Running' "
+    "AND OnboardingStatus IN ('awaiting_review', 'escalated')"
+)
+
+
+async def _refresh_review_queue(temporal: TemporalAccess, limit: int = 1000) -> None:
+    """Queue depth and the oldest waiting session's age (since its start), from one
+    visibility query at scrape time. If Temporal is unreachable the gauges keep their
+    last values and the scrape still answers."""
+    try:
+        client = await temporal.client()
+        starts = [
+            wf.start_time async for wf in client.list_workflows(REVIEW_QUEUE_QUERY, limit=limit)
+        ]
+    except Exception as err:  # a scrape must not fail because Temporal is down
+        log.warning("review_queue_metrics_unavailable", error=type(err).__name__)
+        return
+    REVIEW_QUEUE_DEPTH.set(len(starts))
+    now = datetime.now(UTC)
+    REVIEW_QUEUE_OLDEST_AGE.set(max(((now - s).total_seconds() for s in starts), default=0.0))

@@ -19,6 +19,8 @@ from pydantic import BaseModel
 
 from gateway.errors import Refusal
 from gateway.state import Gateway, bind_session, gateway_of
+from signgate.errors import SigngateError
+from signgate.metrics import WEBHOOK_REJECTIONS
 from signgate.models import VendorResult
 from signgate.vendor_api import parse_vendor_webhook, session_id_from_reference, to_check_result
 from signgate.webhooks import SIGNATURE_HEADER, verify_webhook
@@ -54,15 +56,19 @@ async def vendor_webhook(
     request: Request, gateway: Annotated[Gateway, Depends(gateway_of)]
 ) -> WebhookAccepted:
     settings = gateway.settings
-    body = await _read_capped(request, MAX_WEBHOOK_BYTES)
-    verify_webhook(
-        request.headers.get(SIGNATURE_HEADER),
-        body,
-        settings.webhook_secrets,
-        now=int(time.time()),
-        tolerance_s=settings.webhook_tolerance_s,
-    )
-    webhook = parse_vendor_webhook(body)
+    try:
+        body = await _read_capped(request, MAX_WEBHOOK_BYTES)
+        verify_webhook(
+            request.headers.get(SIGNATURE_HEADER),
+            body,
+            settings.webhook_secrets,
+            now=int(time.time()),
+            tolerance_s=settings.webhook_tolerance_s,
+        )
+        webhook = parse_vendor_webhook(body)
+    except SigngateError as err:
+        WEBHOOK_REJECTIONS.labels(err.reason).inc()
+        raise
     session_id = session_id_from_reference(webhook.reference)
     bind_session(session_id)
     structlog.contextvars.bind_contextvars(event_id=webhook.event_id, vendor_ref=webhook.vendor_ref)

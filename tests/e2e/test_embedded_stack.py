@@ -387,3 +387,70 @@ def test_audit_bundle_of_a_demo_session_verifies_offline_and_catches_a_changed_b
     )
     assert bad.returncode == 1
     assert "entries.json" in bad.stdout + bad.stderr
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in a Prometheus text exposition (0 if absent)."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith("#") or " " not in line:
+            continue
+        key, value = line.rsplit(" ", 1)
+        sample, _, rest = key.partition("{")
+        got = ",".join(sorted(rest.rstrip("}").split(","))) if rest else ""
+        if sample == name and got == wanted:
+            return float(value)
+    return 0.0
+
+
+async def test_metrics_count_decisions_check_latency_webhook_refusals_and_the_review_queue(
+    demo_run: tuple[Settings, DemoReport],
+) -> None:
+    settings, _ = demo_run
+    app_key = next(k for k, v in settings.api_keys.items() if v.role == "app")
+    async with httpx.AsyncClient(base_url=settings.gateway_url) as http:
+        before = (await http.get("/metrics")).text
+        assert (
+            _metric(
+                before, "signgate_decisions_total", action="accept", tier="green", mode="enforce"
+            )
+            >= 1
+        )  # the demo's bona fide session
+        assert (
+            _metric(
+                before,
+                "signgate_check_latency_seconds_count",
+                kind="liveness",
+                provider="sandbox",
+                status="completed",
+            )
+            >= 3
+        )
+
+        forged = sign_webhook("not-the-secret", b"{}", int(time.time()))
+        refused = await http.post(
+            "/v1/webhooks/vendor", content=b"{}", headers={"X-Signature": forged}
+        )
+        assert refused.status_code == 401
+
+        async with GatewayClient(settings.gateway_url, app_key) as app:
+            created = await app.create_session(subject_ref="user-metrics", intent="sign:m")
+            sid = created["session_id"]
+            ref = await app.upload(sid, ArtifactKind.selfie, jpeg_bytes(sid), "image/jpeg")
+            capture = CaptureMetadata(
+                challenge_nonce=created["challenge_nonce"], scenario="borderline"
+            )
+            await app.submit(sid, [ref], capture)
+            await app.wait_for(sid, {Stage.awaiting_review}, timeout_s=30)
+
+        for _ in range(50):  # visibility is eventually consistent: bounded wait
+            after = (await http.get("/metrics")).text
+            if _metric(after, "signgate_review_queue_depth") >= 1:
+                break
+            await asyncio.sleep(0.1)
+    rejections = "signgate_webhook_rejections_total"
+    assert _metric(after, rejections, reason="webhook_signature_invalid") == (
+        _metric(before, rejections, reason="webhook_signature_invalid") + 1
+    )
+    assert _metric(after, "signgate_review_queue_depth") >= 1
+    assert _metric(after, "signgate_review_queue_oldest_age_seconds") > 0
