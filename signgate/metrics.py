@@ -1,8 +1,8 @@
 """Prometheus metrics: what ops watch on a dashboard.
 
 One process-wide registry. In the embedded stack the worker runs inside the gateway's
-process, so `GET /metrics` on the gateway shows both. A separate worker process serves
-its own with `prometheus_client.start_http_server` (`SIGNGATE_WORKER_METRICS_PORT`).
+process, so `GET /metrics` on the gateway shows both. A worker running as its own process
+(`signgate worker`) does not expose its metrics yet: that is scale-out work.
 """
 
 from __future__ import annotations
