@@ -443,3 +443,27 @@ async def test_enforce_attestations_say_enforce(stack: Stack) -> None:
     result = await handle.result()
     claims = verify_attestation(result.attestation or "", KeyRing.from_dir(stack.settings.keys_dir))
     assert claims.mode is Mode.enforce and claims.decision is Action.accept
+
+
+async def test_activity_log_lines_name_the_workflow_and_run(stack: Stack) -> None:
+    import io
+    import json
+
+    from signgate.logs import configure_logging
+    from tests.support import free_port
+
+    captured = io.StringIO()
+    configure_logging(json_logs=True, stream=captured)
+    try:
+        # Nothing listens on the callback port: the unlock activity logs a warning.
+        request, handle = await stack.start(callback_url=f"http://127.0.0.1:{free_port()}/cb")
+        await stack.submit(handle, request.session_id, "bona_fide")
+        assert (await handle.result()).stage is Stage.accepted
+    finally:
+        configure_logging()
+    lines = [json.loads(line) for line in captured.getvalue().splitlines() if line.strip()]
+    failed = [line for line in lines if line.get("event") == "app_callback_failed"]
+    assert failed, captured.getvalue()[-500:]
+    assert failed[0]["workflow_id"] == f"onboarding-{request.session_id}"
+    assert failed[0]["run_id"] == handle.result_run_id
+    assert failed[0]["activity"] == "unlock_signing"
