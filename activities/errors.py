@@ -9,6 +9,7 @@ line the activity writes.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
@@ -26,14 +27,17 @@ R = TypeVar("R")
 def reason_coded(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        info = activity.info()
-        # Every log line an activity writes names the session's workflow and run.
-        bound = structlog.contextvars.bound_contextvars(
-            workflow_id=info.workflow_id,
-            run_id=info.workflow_run_id,
-            activity=info.activity_type,
-            attempt=info.attempt,
-        )
+        # Every log line an activity writes names the session's workflow and run (when
+        # called as an activity; tests may call the method directly).
+        bound: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+        if activity.in_activity():
+            info = activity.info()
+            bound = structlog.contextvars.bound_contextvars(
+                workflow_id=info.workflow_id,
+                run_id=info.workflow_run_id,
+                activity=info.activity_type,
+                attempt=info.attempt,
+            )
         try:
             with bound:
                 return await fn(*args, **kwargs)
