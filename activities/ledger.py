@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from temporalio import activity
 
@@ -10,6 +11,34 @@ from activities.deps import ActivityDeps
 from activities.errors import reason_coded
 from signgate.metrics import DECISIONS
 from signgate.models import CommitRequest, LedgerAppend, LedgerReceipt
+
+# What a decision entry keeps of each check: enough to audit the score, nothing bulky.
+CHECK_FIELDS_IN_LEDGER = frozenset(
+    {
+        "kind",
+        "status",
+        "risk_score",
+        "provider",
+        "model_version",
+        "raw_response_sha256",
+        "reason",
+        "attack_hints",
+    }
+)
+
+
+def decision_entry_body(request: CommitRequest) -> dict[str, Any]:
+    """The body of a `decision` ledger entry (policy report and audit bundles read it)."""
+    return {
+        "tenant_id": request.tenant_id,
+        "mode": request.mode.value,
+        "decision": request.decision.model_dump(mode="json"),
+        "checks": [
+            c.model_dump(mode="json", include=set(CHECK_FIELDS_IN_LEDGER)) for c in request.checks
+        ],
+        "evidence_merkle_roots": request.merkle_roots,
+        "reviews": [r.model_dump(mode="json", exclude={"ledger"}) for r in request.reviews],
+    }
 
 
 class LedgerActivities:
@@ -30,29 +59,7 @@ class LedgerActivities:
     @activity.defn(name="commit_decision")
     @reason_coded
     async def commit_decision(self, request: CommitRequest) -> LedgerReceipt:
-        body = {
-            "tenant_id": request.tenant_id,
-            "mode": request.mode.value,
-            "decision": request.decision.model_dump(mode="json"),
-            "checks": [
-                c.model_dump(
-                    mode="json",
-                    include={
-                        "kind",
-                        "status",
-                        "risk_score",
-                        "provider",
-                        "model_version",
-                        "raw_response_sha256",
-                        "reason",
-                        "attack_hints",
-                    },
-                )
-                for c in request.checks
-            ],
-            "evidence_merkle_roots": request.merkle_roots,
-            "reviews": [r.model_dump(mode="json", exclude={"ledger"}) for r in request.reviews],
-        }
+        body = decision_entry_body(request)
         key = f"{request.session_id}:decision"
         first_time = await asyncio.to_thread(self._deps.ledger.receipt_for, key) is None
         receipt = await asyncio.to_thread(

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from activities.ledger import decision_entry_body
 from cli.audit_bundle import bundle_app
 from signgate.attestation import issue_attestation
 from signgate.audit_bundle import BundleReport, export_bundle, verify_bundle
@@ -26,8 +27,10 @@ from signgate.models import (
     CheckKind,
     CheckResult,
     CheckStatus,
+    CommitRequest,
     Decision,
     LedgerReceipt,
+    Mode,
     PolicyRef,
     RiskTier,
 )
@@ -107,7 +110,7 @@ def _checks(world: World, session: str, note: str) -> list[CheckResult]:
 def _decide(
     world: World, session: str, checks: list[CheckResult], root: str, action: Action
 ) -> tuple[Decision, LedgerReceipt]:
-    """A decision body shaped like activities/ledger.py's commit_decision."""
+    """A decision entry written with the same body builder as the commit activity."""
     decision = Decision(
         action=action,
         tier=RiskTier.green,
@@ -115,29 +118,16 @@ def _decide(
         reasons=["all_checks_pass"],
         policy=PolicyRef(policy_id="default", version="1", sha256="ab" * 32),
     )
-    body = {
-        "tenant_id": "demo",
-        "mode": "enforce",
-        "decision": decision.model_dump(mode="json"),
-        "checks": [
-            c.model_dump(
-                mode="json",
-                include={
-                    "kind",
-                    "status",
-                    "risk_score",
-                    "provider",
-                    "model_version",
-                    "raw_response_sha256",
-                    "reason",
-                    "attack_hints",
-                },
-            )
-            for c in checks
-        ],
-        "evidence_merkle_roots": [root],
-        "reviews": [],
-    }
+    body = decision_entry_body(
+        CommitRequest(
+            session_id=session,
+            tenant_id="demo",
+            mode=Mode.enforce,
+            decision=decision,
+            checks=checks,
+            merkle_roots=[root],
+        )
+    )
     receipt = world.ledger.append(session, "decision", f"{session}:decision", body)
     return decision, receipt
 
