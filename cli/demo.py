@@ -47,10 +47,7 @@ class DemoKeys:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DemoKeys:
-        def key_for(role: str) -> str:
-            return next(k for k, v in settings.api_keys.items() if v.role == role)
-
-        return cls(app=key_for("app"), reviewer=key_for("reviewer"))
+        return cls(app=settings.api_key_for("app"), reviewer=settings.api_key_for("reviewer"))
 
 
 def synthetic_image(label: str) -> bytes:

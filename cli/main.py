@@ -53,10 +53,6 @@ def fail(err: SigngateError) -> NoReturn:
     raise typer.Exit(code=2)
 
 
-def _key_for(settings: Settings, role: str) -> str:
-    return next(k for k, v in settings.api_keys.items() if v.role == role)
-
-
 async def _let_sdk_threads_settle() -> None:
     """The Temporal SDK's Rust threads drop their last Python references just after the
     client goes; if the interpreter is already finalizing, CPython aborts the process
@@ -198,7 +194,7 @@ def status(session_id: str) -> None:
     settings = get_settings()
 
     async def main() -> str:
-        async with GatewayClient(settings.gateway_url, _key_for(settings, "ops")) as client:
+        async with GatewayClient(settings.gateway_url, settings.api_key_for("ops")) as client:
             return (await client.status(session_id)).model_dump_json(indent=2)
 
     try:
@@ -215,7 +211,7 @@ def review_list() -> None:
     settings = get_settings()
 
     async def main() -> list[dict[str, object]]:
-        key = _key_for(settings, "reviewer")
+        key = settings.api_key_for("reviewer")
         async with GatewayClient(settings.gateway_url, key) as client:
             return await client.review_queue()
 
@@ -242,7 +238,7 @@ def _review(session_id: str, approve: bool, reason: str, api_key: str | None) ->
     settings = get_settings()
 
     async def main() -> str:
-        key = api_key or _key_for(settings, "reviewer")
+        key = api_key or settings.api_key_for("reviewer")
         async with GatewayClient(settings.gateway_url, key) as client:
             return (await client.review(session_id, approve, reason)).model_dump_json()
 

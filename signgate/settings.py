@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from signgate.errors import BadInput
 from signgate.models import ArtifactKind, ReviewerRole, SessionTimeouts
 
 Role = Literal["app", "reviewer", "senior_reviewer", "ops"]
@@ -99,6 +100,13 @@ class Settings(BaseSettings):
     @property
     def resolved_vendor_url(self) -> str:
         return self.vendor_url or f"http://127.0.0.1:{self.sandbox_port}"
+
+    def api_key_for(self, role: Role) -> str:
+        """The first configured key holding `role` (for the CLI and the demo)."""
+        for key, holder in self.api_keys.items():
+            if holder.role == role:
+                return key
+        raise BadInput(f"no API key with role {role!r} is configured", reason="api_key_missing")
 
     def reviewer_roster(self) -> dict[str, ReviewerRole]:
         """Reviewers known at session start, from the API keys with a reviewer role."""

@@ -95,7 +95,7 @@ async def test_forged_webhook_is_refused_and_changes_nothing(
     demo_run: tuple[Settings, DemoReport],
 ) -> None:
     settings, _ = demo_run
-    app_key = next(k for k, v in settings.api_keys.items() if v.role == "app")
+    app_key = settings.api_key_for("app")
     async with GatewayClient(settings.gateway_url, app_key) as app:
         created = await app.create_session(subject_ref="user-x", intent="sign:e2e")
         sid = created["session_id"]
@@ -234,7 +234,7 @@ async def test_app_callback_is_signed_and_carries_the_attestation(
         received.append((request.headers.get("X-Signature"), await request.body()))
         return {"ok": True}
 
-    app_key = next(k for k, v in settings.api_keys.items() if v.role == "app")
+    app_key = settings.api_key_for("app")
     async with (
         serve_app(receiver) as receiver_url,
         GatewayClient(settings.gateway_url, app_key) as app,
@@ -264,7 +264,7 @@ async def test_reviewer_cli_lists_the_queue_and_approves(
     demo_run: tuple[Settings, DemoReport],
 ) -> None:
     settings, _ = demo_run
-    app_key = next(k for k, v in settings.api_keys.items() if v.role == "app")
+    app_key = settings.api_key_for("app")
     async with GatewayClient(settings.gateway_url, app_key) as app:
         created = await app.create_session(subject_ref="user-cli", intent="sign:cli")
         sid = created["session_id"]
@@ -407,7 +407,7 @@ async def test_metrics_count_decisions_check_latency_webhook_refusals_and_the_re
     demo_run: tuple[Settings, DemoReport],
 ) -> None:
     settings, _ = demo_run
-    app_key = next(k for k, v in settings.api_keys.items() if v.role == "app")
+    app_key = settings.api_key_for("app")
     async with httpx.AsyncClient(base_url=settings.gateway_url) as http:
         before = (await http.get("/metrics")).text
         assert (

@@ -30,7 +30,7 @@ async def test_a_session_with_recognisable_pii_leaves_none_in_the_logs(
     stdlib = logging.StreamHandler(captured)
     logging.getLogger().addHandler(stdlib)
     settings = stack_settings(tmp_path / "var")
-    app_key = next(k for k, v in settings.api_keys.items() if v.role == "app")
+    app_key = settings.api_key_for("app")
     try:
         async with embedded_stack(settings, ui=False):
             async with GatewayClient(settings.gateway_url, app_key) as app:
