@@ -20,6 +20,7 @@ from cli.ops import ops_app
 from cli.policy import policy_app
 from signgate.errors import SigngateError
 from signgate.settings import Settings, get_settings
+from workers.client import settle_sdk_threads
 
 app = typer.Typer(no_args_is_help=True, help=__doc__)
 
@@ -53,13 +54,6 @@ def fail(err: SigngateError) -> NoReturn:
     raise typer.Exit(code=2)
 
 
-async def _let_sdk_threads_settle() -> None:
-    """The Temporal SDK's Rust threads drop their last Python references just after the
-    client goes; if the interpreter is already finalizing, CPython aborts the process
-    (temporalio/sdk-python#300). A moment's wait before exit avoids it."""
-    await asyncio.sleep(0.1)
-
-
 async def _until_interrupted(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -83,7 +77,7 @@ def dev(ui: Annotated[bool, typer.Option(help="Serve the Temporal Web UI")] = Tr
             console.print(f"sandbox   {settings.resolved_vendor_url}  (test/demo vendor)")
             console.print("[dim]Ctrl-C to stop[/dim]")
             await _until_interrupted(asyncio.Event())
-        await _let_sdk_threads_settle()
+        await settle_sdk_threads()
         console.print("stopped cleanly")
 
     try:
@@ -105,7 +99,7 @@ def _serve_until_interrupted(
         stop.set()
         await task
         waiter.cancel()
-        await _let_sdk_threads_settle()
+        await settle_sdk_threads()
 
     try:
         asyncio.run(main())
@@ -155,7 +149,7 @@ def demo(
             return await run_demo(settings)
         async with embedded_stack(settings, ui=False):
             report = await run_demo(settings)
-        await _let_sdk_threads_settle()
+        await settle_sdk_threads()
         return report
 
     try:

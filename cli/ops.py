@@ -30,7 +30,6 @@ console = Console()
 err_console = Console(stderr=True)
 
 T = TypeVar("T")
-RUST_SETTLE_S = 0.1
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object")]
 
@@ -42,7 +41,7 @@ def _fail(err: SigngateError) -> NoReturn:
 
 def _run(settings: Settings, work: Any) -> Any:
     """Connect, run `work(client)`, map every SigngateError to exit 2."""
-    from workers.client import connect_client
+    from workers.client import connect_client, settle_sdk_threads
 
     async def main() -> Any:
         client = await connect_client(settings.temporal_address, settings.temporal_namespace)
@@ -50,10 +49,7 @@ def _run(settings: Settings, work: Any) -> Any:
             return await work(client)
         finally:
             del client
-            # The SDK's Rust threads release their last Python references just after an
-            # RPC completes; if the interpreter is finalizing by then, CPython aborts the
-            # process (temporalio/sdk-python#300). Let them finish while we still run.
-            await asyncio.sleep(RUST_SETTLE_S)
+            await settle_sdk_threads()
 
     try:
         return asyncio.run(main())
@@ -65,11 +61,13 @@ def _run(settings: Settings, work: Any) -> Any:
 
 
 def _run_plain(coro: Coroutine[Any, Any, T]) -> T:
+    from workers.client import settle_sdk_threads
+
     async def main() -> T:
         try:
             return await coro
         finally:
-            await asyncio.sleep(RUST_SETTLE_S)  # see _run
+            await settle_sdk_threads()
 
     try:
         return asyncio.run(main())

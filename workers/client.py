@@ -13,6 +13,7 @@ configured (`signgate.tracing.configure_tracing`) the spans are no-ops.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from temporalio.client import Client, Interceptor
@@ -50,3 +51,10 @@ async def connect_client(
             f"cannot reach the Temporal frontend at {address} (namespace {namespace}): "
             "start `signgate dev` or set SIGNGATE_TEMPORAL_ADDRESS"
         ) from err
+
+
+async def settle_sdk_threads() -> None:
+    """Call before a CLI process exits. The SDK's Rust threads drop their last Python
+    references just after a client goes; if the interpreter is already finalizing,
+    CPython aborts the process (temporalio/sdk-python#300). A moment's wait avoids it."""
+    await asyncio.sleep(0.1)
