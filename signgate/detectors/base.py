@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -15,13 +16,14 @@ PROVIDER = "local"
 class Evidence:
     """One capture round's media, loaded from the evidence store, plus its metadata.
 
-    `media` holds raw bytes per artifact kind; `sha256` the sealed hashes. The liveness
+    `media` maps artifact kind to raw bytes (it may read lazily, so a detector pays only
+    for the artifacts it looks at); `sha256` the sealed hashes. The liveness
     video may be absent (image-only capture).
     """
 
     session_id: str
     capture: CaptureMetadata
-    media: dict[ArtifactKind, bytes]
+    media: Mapping[ArtifactKind, bytes]
     sha256: dict[ArtifactKind, str] = field(default_factory=dict)
     session_started_at: datetime | None = None
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import importlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from signgate.detectors.base import PROVIDER, Evidence
 from signgate.evidence import LocalEvidenceStore
 from signgate.models import (
     ArtifactKind,
+    ArtifactRef,
     CheckKind,
     CheckOutcome,
     CheckRequest,
@@ -38,19 +39,41 @@ def detector_for(kind: CheckKind) -> Callable[[Evidence], CheckResult]:
     return detector
 
 
+class StoredMedia(Mapping[ArtifactKind, bytes]):
+    """The round's artifacts, read from the store on first access and kept.
+
+    Each of the five checks gets its own; a liveness video of up to 200 MB is read only
+    by a detector that asks for it, not five times per round.
+    """
+
+    def __init__(self, store: LocalEvidenceStore, artifacts: Sequence[ArtifactRef]) -> None:
+        self._store = store
+        self._refs = {ref.kind: ref for ref in artifacts}
+        self._loaded: dict[ArtifactKind, bytes] = {}
+
+    def __getitem__(self, kind: ArtifactKind) -> bytes:
+        if kind not in self._loaded:
+            with self._store.open(self._refs[kind].object_key) as stream:
+                self._loaded[kind] = stream.read()
+        return self._loaded[kind]
+
+    def __iter__(self) -> Iterator[ArtifactKind]:
+        return iter(self._refs)
+
+    def __len__(self) -> int:
+        return len(self._refs)
+
+
 class LocalProvider:
     def __init__(self, store: LocalEvidenceStore) -> None:
         self._store = store
 
     def load_evidence(self, request: CheckRequest) -> Evidence:
-        media: dict[ArtifactKind, bytes] = {}
-        hashes: dict[ArtifactKind, str] = {}
-        for ref in request.artifacts:
-            with self._store.open(ref.object_key) as stream:
-                media[ref.kind] = stream.read()
-            hashes[ref.kind] = ref.sha256
         return Evidence(
-            session_id=request.session_id, capture=request.capture, media=media, sha256=hashes
+            session_id=request.session_id,
+            capture=request.capture,
+            media=StoredMedia(self._store, request.artifacts),
+            sha256={ref.kind: ref.sha256 for ref in request.artifacts},
         )
 
     def run(self, request: CheckRequest) -> CheckOutcome:

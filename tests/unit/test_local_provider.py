@@ -79,3 +79,18 @@ def test_the_detector_sees_the_stored_bytes_and_latency_is_measured(
 
 def test_every_check_kind_has_a_local_detector() -> None:
     assert set(local_provider.DETECTORS) == set(CheckKind)
+
+
+def test_a_detector_reads_only_the_artifacts_it_asks_for(
+    store: LocalEvidenceStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(local_provider.DETECTORS, CheckKind.device, (__name__, "echo_detector"))
+    request = request_for(store, CheckKind.device, b"12345")
+    video = store.put_bytes(ArtifactKind.liveness_video, b"v" * 4096, content_type="video/mp4")
+    request = request.model_copy(update={"artifacts": [*request.artifacts, video]})
+    # The video is gone from disk: only an eager read would notice.
+    (store.root / "objects" / video.object_key).unlink()
+
+    outcome = local_provider.LocalProvider(store).run(request)
+    assert outcome.result is not None and outcome.result.status is CheckStatus.completed
+    assert outcome.result.explanations[0].startswith("5 bytes")
