@@ -6,6 +6,7 @@ import asyncio
 import base64
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from google.protobuf.message import Message
@@ -16,6 +17,7 @@ from signgate.attestation import verify_attestation
 from signgate.models import (
     Action,
     CheckStatus,
+    OnboardingRequest,
     ReviewerRole,
     ReviewInput,
     ReviewOutcome,
@@ -36,6 +38,14 @@ async def wait_for_stage(stack: Stack, handle, *stages: Stage, limit_s: float = 
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"stage {status.stage} never became one of {stages}")
+
+
+async def in_review(stack: Stack, scenario: str) -> tuple[OnboardingRequest, Any]:
+    """A new session whose capture (of `scenario`) has brought it to awaiting_review."""
+    request, handle = await stack.start()
+    await stack.submit(handle, request.session_id, scenario)
+    await wait_for_stage(stack, handle, Stage.awaiting_review)
+    return request, handle
 
 
 def ledger_types(stack: Stack, session_id: str) -> list[str]:
@@ -90,9 +100,7 @@ async def test_silent_vendor_makes_checks_unavailable_and_sends_session_to_revie
 
 
 async def test_reviewer_rejection_rejects_and_never_unlocks(stack: Stack) -> None:
-    request, handle = await stack.start()
-    await stack.submit(handle, request.session_id, "borderline")
-    await wait_for_stage(stack, handle, Stage.awaiting_review)
+    request, handle = await in_review(stack, "borderline")
     outcome = await handle.execute_update(
         "review",
         ReviewInput(
@@ -130,9 +138,7 @@ async def test_vendor_outage_never_accepts(stack: Stack) -> None:
 
 
 async def test_unanswered_review_is_escalated_then_rejected_not_accepted(stack: Stack) -> None:
-    request, handle = await stack.start()
-    await stack.submit(handle, request.session_id, "borderline")
-    await wait_for_stage(stack, handle, Stage.awaiting_review)
+    request, handle = await in_review(stack, "borderline")
     await stack.env.sleep(timedelta(seconds=request.timeouts.review_sla_s + 1))
     await wait_for_stage(stack, handle, Stage.escalated)
 
@@ -156,9 +162,7 @@ async def test_capture_that_never_comes_expires_the_session(stack: Stack) -> Non
 
 
 async def test_reviewer_approval_unlocks_a_borderline_session(stack: Stack) -> None:
-    request, handle = await stack.start()
-    await stack.submit(handle, request.session_id, "borderline")
-    await wait_for_stage(stack, handle, Stage.awaiting_review)
+    request, handle = await in_review(stack, "borderline")
     outcome = await handle.execute_update(
         "review",
         ReviewInput(
@@ -205,9 +209,7 @@ async def test_reviewer_approval_unlocks_a_borderline_session(stack: Stack) -> N
 async def test_review_validator_refuses_unknown_reviewer_and_wrong_role(
     stack: Stack, review: ReviewInput, message: str
 ) -> None:
-    request, handle = await stack.start()
-    await stack.submit(handle, request.session_id, "borderline")
-    await wait_for_stage(stack, handle, Stage.awaiting_review)
+    request, handle = await in_review(stack, "borderline")
     with pytest.raises(WorkflowUpdateFailedError) as refused:
         await handle.execute_update("review", review, result_type=ReviewOutcome)
     assert message in str(refused.value.cause)
@@ -232,9 +234,7 @@ async def test_review_refused_when_session_is_not_awaiting_review(stack: Stack) 
 
 
 async def test_red_tier_override_needs_two_distinct_reviewers_one_senior(stack: Stack) -> None:
-    request, handle = await stack.start()
-    await stack.submit(handle, request.session_id, "live_but_deepfake_suspect")
-    await wait_for_stage(stack, handle, Stage.awaiting_review)
+    request, handle = await in_review(stack, "live_but_deepfake_suspect")
     first = ReviewInput(
         reviewer_id="rev-alice",
         role=ReviewerRole.reviewer,
