@@ -41,10 +41,15 @@ def _fail(err: SigngateError) -> NoReturn:
 
 def _run(settings: Settings, work: Any) -> Any:
     """Connect, run `work(client)`, map every SigngateError to exit 2."""
+    from signgate.payload_codec import codec_for
     from workers.client import connect_client, settle_sdk_threads
 
     async def main() -> Any:
-        client = await connect_client(settings.temporal_address, settings.temporal_namespace)
+        client = await connect_client(
+            settings.temporal_address,
+            settings.temporal_namespace,
+            payload_codec=codec_for(settings),
+        )
         try:
             return await work(client)
         finally:
@@ -242,6 +247,7 @@ def replay(
     as_json: JsonOption = False,
 ) -> None:
     """Replay histories against today's OnboardingWorkflow; exit 1 if any fails to replay."""
+    from signgate.payload_codec import existing_codec_for
     from workers import history
 
     settings = get_settings()
@@ -260,7 +266,7 @@ def replay(
         histories += _run(settings, collect)
     if not histories:
         _fail(BadInput("no histories matched", reason="nothing_to_replay"))
-    outcomes = _run_plain(history.replay_histories(histories))
+    outcomes = _run_plain(history.replay_histories(histories, existing_codec_for(settings)))
     failed = [o for o in outcomes if not o.ok]
     if as_json:
         print(json.dumps({"replayed": len(outcomes), "failed": [o.model_dump() for o in failed]}))

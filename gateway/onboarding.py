@@ -44,6 +44,7 @@ from signgate.models import (
     Stage,
     VendorResult,
 )
+from signgate.payload_codec import codec_for
 from signgate.settings import ApiKey, Settings
 from workers.client import TemporalUnreachable, connect_client
 
@@ -98,7 +99,9 @@ class TemporalAccess:
             if self._client is None:
                 try:
                     self._client = await connect_client(
-                        self._settings.temporal_address, self._settings.temporal_namespace
+                        self._settings.temporal_address,
+                        self._settings.temporal_namespace,
+                        payload_codec=codec_for(self._settings),
                     )
                 except (TemporalUnreachable, RuntimeError, RPCError, OSError) as exc:
                     log.warning("temporal_connect_failed", error_type=type(exc).__name__)

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from signgate.errors import BadInput
@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     )
     timeouts: SessionTimeouts = Field(default_factory=SessionTimeouts)
     attestation_ttl_s: int = 15 * 60
+    # Temporal payload encryption keys (base64 AES-256), newest first: the first encrypts,
+    # every one decrypts. Empty = key files under var/keys/payload (signgate.payload_codec).
+    payload_keys: list[SecretStr] = Field(default_factory=list)
     # OTLP/HTTP collector base URL; unset = spans are made but exported nowhere.
     otlp_endpoint: str | None = None
     log_json: bool = False

@@ -6,7 +6,8 @@
 - `dev_server`: the real `temporal server start-dev` on a SQLite file, headless, on free
   ports; for end-to-end and durability tests.
 
-Both register our search attributes and use the pydantic data converter. Both fixtures
+Both register our search attributes and use our data converter (pydantic + the payload
+codec, with the fixed test key of `tests.support`). Both fixtures
 live on the session event loop (pyproject sets session loop scope for tests and
 fixtures), because a Temporal client is bound to the loop it was created on.
 """
@@ -21,10 +22,11 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from tests.support import payload_codec_for_tests
 from workers.binaries import temporal_test_server_path
+from workers.client import data_converter
 from workers.devserver import DevServer
 from workers.ports import free_port
 from workers.search_attributes import ensure_search_attributes
@@ -37,7 +39,7 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(temporal_test_server_path()),
         test_server_startup_timeout=SERVER_START_TIMEOUT,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(payload_codec_for_tests()),
     )
     try:
         await ensure_search_attributes(env.client)
@@ -76,6 +78,7 @@ async def dev_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
         port=free_port(),
         ui_port=None,
         start_timeout_s=SERVER_START_TIMEOUT.total_seconds(),
+        payload_codec=payload_codec_for_tests(),
     )
     client = await server.start()
     try:

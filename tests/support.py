@@ -22,8 +22,18 @@ from signgate.models import (
     OnboardingRequest,
     SessionTimeouts,
 )
+from signgate.payload_codec import AesGcmPayloadCodec, PayloadKeys
 from signgate.settings import Settings
 from workers.ports import free_port
+
+# The payload key of the shared test servers. Fixed, so a history recorded by a test
+# (a golden file, SIGNGATE_RECORD_HISTORIES=1) still decrypts when replayed in a later
+# run; a test key, never used outside the test suite.
+TEST_PAYLOAD_KEY = b"signgate-test-payload-key-32byte"
+
+
+def payload_codec_for_tests() -> AesGcmPayloadCodec:
+    return AesGcmPayloadCodec(PayloadKeys.of([TEST_PAYLOAD_KEY]))
 
 
 @asynccontextmanager

@@ -9,18 +9,27 @@ otherwise: starting or signalling a workflow passes the caller's span in the Tem
 headers, and a worker built on the client (workers inherit the client's interceptors)
 opens the workflow run and activity spans in that same trace. With no tracer provider
 configured (`signgate.tracing.configure_tracing`) the spans are no-ops.
+
+Every payload is encrypted on the way out and decrypted on the way in by our AES-GCM
+payload codec (`signgate.payload_codec`), so Temporal's history holds no applicant data in
+clear. `data_converter()` is the one converter: clients, workers (they inherit it from their
+client), the test servers and the replayer all use it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 
 from temporalio.client import Client, Interceptor
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter, PayloadCodec
 
 from signgate.errors import Fault
+from signgate.payload_codec import codec_for
+from signgate.settings import get_settings
 
 
 class TemporalUnreachable(Fault):
@@ -31,19 +40,29 @@ def default_interceptors() -> list[Interceptor]:
     return [TracingInterceptor()]
 
 
+def data_converter(codec: PayloadCodec | None) -> DataConverter:
+    """The pydantic converter with our payload codec (`None`: no encryption, for a reader
+    that must see what the server stores)."""
+    return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
+
+
 async def connect_client(
     address: str,
     namespace: str = "default",
     *,
     interceptors: Sequence[Interceptor] | None = None,
+    payload_codec: PayloadCodec | None = None,
 ) -> Client:
-    """Connect with the pydantic converter; `interceptors=None` means the tracing one,
-    `interceptors=()` none at all."""
+    """Connect with the pydantic converter and the payload codec; `interceptors=None` means
+    the tracing one, `interceptors=()` none at all. `payload_codec=None` means the codec of
+    this process's settings (`codec_for(get_settings())`): a client never goes without
+    encryption by omission."""
+    codec = payload_codec if payload_codec is not None else codec_for(get_settings())
     try:
         return await Client.connect(
             address,
             namespace=namespace,
-            data_converter=pydantic_data_converter,
+            data_converter=data_converter(codec),
             interceptors=default_interceptors() if interceptors is None else interceptors,
         )
     except RuntimeError as err:

@@ -18,8 +18,10 @@ from types import TracebackType
 from typing import IO
 
 from temporalio.client import Client
+from temporalio.converter import PayloadCodec
 
 from signgate.errors import SigngateError
+from signgate.payload_codec import codec_for
 from signgate.settings import Settings
 from workers.binaries import temporal_cli_path
 from workers.client import TemporalUnreachable, connect_client
@@ -33,6 +35,11 @@ SEARCH_ATTRIBUTE_FLAGS = [f"{key.name}=Keyword" for key in ALL]
 # process is killed (only a power loss can drop the last commits).
 SQLITE_PRAGMAS = ["journal_mode=wal", "synchronous=normal"]
 LOG_TAIL_LINES = 40
+
+
+def ui_codec_endpoint_for(settings: Settings) -> str:
+    """The gateway's remote codec, as the browser showing the UI reaches it."""
+    return f"{settings.gateway_url}/codec"
 
 
 class DevServerError(SigngateError):
@@ -52,6 +59,8 @@ class DevServer:
         log_path: Path | None = None,
         start_timeout_s: float = 60.0,
         stop_timeout_s: float = 15.0,
+        payload_codec: PayloadCodec | None = None,
+        ui_codec_endpoint: str | None = None,
     ) -> None:
         self.db_path = Path(db_path)
         self.host = host
@@ -61,6 +70,10 @@ class DevServer:
         self.log_path = Path(log_path) if log_path else self.db_path.with_suffix(".log")
         self.start_timeout_s = start_timeout_s
         self.stop_timeout_s = stop_timeout_s
+        # Clients made here encrypt like every other (None: the process settings' codec).
+        self.payload_codec = payload_codec
+        # The UI decodes payloads through this remote codec (the gateway's /codec).
+        self.ui_codec_endpoint = ui_codec_endpoint
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._log_offset = 0
@@ -75,6 +88,8 @@ class DevServer:
             ui_port=settings.temporal_ui_port if ui else None,
             namespace=settings.temporal_namespace,
             log_path=settings.var_dir / "temporal.log",
+            payload_codec=codec_for(settings),
+            ui_codec_endpoint=ui_codec_endpoint_for(settings),
         )
 
     @property
@@ -104,6 +119,8 @@ class DevServer:
         else:
             # The news feed is fetched from the internet by the browser; we stay local.
             cmd += ["--ui-port", str(self.ui_port), "--ui-disable-news-fetch"]
+            if self.ui_codec_endpoint:
+                cmd += ["--ui-codec-endpoint", self.ui_codec_endpoint]
         for flag in SEARCH_ATTRIBUTE_FLAGS:
             cmd += ["--search-attribute", flag]
         for pragma in SQLITE_PRAGMAS:
@@ -214,7 +231,9 @@ class DevServer:
             await asyncio.sleep(0.1)
 
     async def _probe(self) -> Client:
-        client = await connect_client(self.address, self.namespace)
+        client = await connect_client(
+            self.address, self.namespace, payload_codec=self.payload_codec
+        )
         await ensure_search_attributes(client)
         missing = await missing_search_attributes(client)
         if missing:

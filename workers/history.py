@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,6 +21,7 @@ from temporalio.api.common.v1 import Payloads
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecution, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import PayloadCodec
 from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Replayer
@@ -36,6 +38,7 @@ from signgate.models import (
     Stage,
     TimelineEvent,
 )
+from signgate.payload_codec import AesGcmPayloadCodec
 from workflows.onboarding import OnboardingWorkflow
 from workflows.search_attributes import ONBOARDING_STATUS, POLICY_VERSION, RISK_TIER, TENANT_ID
 
@@ -141,16 +144,22 @@ _CLOSING = {
 }
 
 
-def _decode(payloads: Payloads, types: list[type]) -> list[Any] | None:
+def _decode(
+    payloads: Payloads, types: list[type], codec: AesGcmPayloadCodec | None
+) -> list[Any] | None:
     try:
-        return pydantic_data_converter.payload_converter.from_payloads(
-            list(payloads.payloads), types
-        )
+        items = list(payloads.payloads)
+        if codec is not None:
+            items = [codec.decrypt(p) for p in items]
+        return pydantic_data_converter.payload_converter.from_payloads(items, types)
     except Exception:  # noqa: BLE001 - an undecodable payload is shown as absent
         return None
 
 
-def history_facts(history: WorkflowHistory) -> HistoryFacts:
+def history_facts(
+    history: WorkflowHistory, codec: AesGcmPayloadCodec | None = None
+) -> HistoryFacts:
+    """`codec` decrypts encrypted payloads (without it they show as absent)."""
     facts = HistoryFacts(events=len(history.events))
     updates: dict[str, UpdateSeen] = {}
     for event in history.events:
@@ -164,7 +173,7 @@ def history_facts(history: WorkflowHistory) -> HistoryFacts:
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
             request = event.workflow_execution_update_accepted_event_attributes.accepted_request
             seen = UpdateSeen(name=request.input.name, at=at, update_id=request.meta.update_id)
-            args = _decode(request.input.args, [ReviewInput]) if request.input.name else None
+            args = _decode(request.input.args, [ReviewInput], codec) if request.input.name else None
             if args and isinstance(args[0], ReviewInput):
                 seen.reviewer_id = args[0].reviewer_id
                 seen.role = args[0].role.value
@@ -179,14 +188,14 @@ def history_facts(history: WorkflowHistory) -> HistoryFacts:
             fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes
             payload = fields.indexed_fields.get(ONBOARDING_STATUS.name)
             if payload is not None:
-                stage = _decode(Payloads(payloads=[payload]), [str])
+                stage = _decode(Payloads(payloads=[payload]), [str], codec)
                 if stage and stage[0] in Stage.__members__:
                     facts.stages.append(TimelineEvent(at=at, stage=Stage(stage[0])))
         elif kind in _CLOSING:
             facts.closed = _CLOSING[kind]
             if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
                 attrs = event.workflow_execution_completed_event_attributes
-                decoded = _decode(attrs.result, [OnboardingResult])
+                decoded = _decode(attrs.result, [OnboardingResult], codec)
                 if decoded and isinstance(decoded[0], OnboardingResult):
                     facts.result = decoded[0]
     return facts
@@ -236,7 +245,8 @@ async def session_report(
             raise SessionNotFound(f"no onboarding workflow for session {session_id}") from err
         raise
     history = await fetch_history(client, session_id)
-    facts = history_facts(history)
+    codec = client.data_converter.payload_codec
+    facts = history_facts(history, codec if isinstance(codec, AesGcmPayloadCodec) else None)
     entries = _ledger_entries(ledger_path, session_id)
 
     status: OnboardingStatus | None = None
@@ -440,15 +450,18 @@ def _replay_runtime() -> Runtime:
     return _REPLAY_RUNTIME
 
 
-def replayer() -> Replayer:
+def replayer(codec: PayloadCodec | None = None) -> Replayer:
+    """`codec` decrypts encrypted histories; plaintext (older) histories pass through it."""
     return Replayer(
         workflows=[OnboardingWorkflow],
-        data_converter=pydantic_data_converter,
+        data_converter=dataclasses.replace(pydantic_data_converter, payload_codec=codec),
         runtime=_replay_runtime(),
     )
 
 
-async def replay_histories(histories: Iterable[WorkflowHistory]) -> list[ReplayOutcome]:
+async def replay_histories(
+    histories: Iterable[WorkflowHistory], codec: PayloadCodec | None = None
+) -> list[ReplayOutcome]:
     """Replay each history against today's `OnboardingWorkflow`; one outcome per history."""
     from temporalio.workflow import NondeterminismError
 
@@ -458,7 +471,7 @@ async def replay_histories(histories: Iterable[WorkflowHistory]) -> list[ReplayO
 
     items = list(histories)
     outcomes: list[ReplayOutcome] = []
-    async with replayer().workflow_replay_iterator(feed(items)) as results:
+    async with replayer(codec).workflow_replay_iterator(feed(items)) as results:
         async for result in results:
             failure = result.replay_failure
             wid = result.history.workflow_id

@@ -41,11 +41,14 @@ def build_worker(
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run until `stop` is set (or forever), then drain and close cleanly."""
+    from signgate.payload_codec import codec_for
     from signgate.tracing import configure_tracing
     from workers.client import connect_client
 
     configure_tracing("signgate-worker")
-    client = await connect_client(settings.temporal_address, settings.temporal_namespace)
+    client = await connect_client(
+        settings.temporal_address, settings.temporal_namespace, payload_codec=codec_for(settings)
+    )
     deps = ActivityDeps.from_settings(settings)
     try:
         async with build_worker(client, settings, deps):

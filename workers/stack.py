@@ -14,10 +14,11 @@ from temporalio.client import Client
 
 from activities.deps import ActivityDeps
 from gateway.server import serve as serve_gateway
+from signgate.payload_codec import codec_for
 from signgate.sandbox import run_sandbox
 from signgate.settings import Settings
 from workers.client import connect_client
-from workers.devserver import DevServer
+from workers.devserver import DevServer, ui_codec_endpoint_for
 from workers.onboarding_worker import build_worker
 from workers.ports import ensure_port_free
 
@@ -58,11 +59,17 @@ async def embedded_stack(
         port=int(port),
         ui_port=settings.temporal_ui_port if ui else None,
         log_path=settings.var_dir / "temporal.log",
+        payload_codec=codec_for(settings),
+        ui_codec_endpoint=ui_codec_endpoint_for(settings),
     )
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
     async with devserver:
-        client = await connect_client(settings.temporal_address, settings.temporal_namespace)
+        client = await connect_client(
+            settings.temporal_address,
+            settings.temporal_namespace,
+            payload_codec=codec_for(settings),
+        )
         deps = ActivityDeps.from_settings(settings)
         try:
             if with_sandbox:

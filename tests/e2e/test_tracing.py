@@ -22,6 +22,7 @@ from opentelemetry.trace import SpanKind
 from activities.deps import ActivityDeps
 from gateway.server import serve
 from signgate.models import Stage
+from signgate.payload_codec import codec_for
 from signgate.sandbox import create_sandbox_app
 from signgate.settings import Settings
 from signgate.tracing import OTLP_ENDPOINT_ENV, configure_tracing
@@ -56,7 +57,7 @@ async def traced(
     async with serve_app(sandbox) as sandbox_url:
         settings = make_settings(tmp_path_factory.mktemp("tracing") / "var", sandbox_url)
         # The client as every process makes it: pydantic converter + tracing interceptor.
-        client = await connect_client(dev_server.address)
+        client = await connect_client(dev_server.address, payload_codec=codec_for(settings))
         deps = ActivityDeps.from_settings(settings)
         stop = asyncio.Event()
         serving = asyncio.create_task(serve(settings, stop, client=client))

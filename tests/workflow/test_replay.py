@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from tests.support import HISTORIES_DIR
+from tests.support import HISTORIES_DIR, payload_codec_for_tests
+from workers.client import data_converter
 from workflows.onboarding import OnboardingWorkflow
 
 # One history per path through the saga.
@@ -29,6 +29,9 @@ REQUIRED = {
     "expired_no_capture",
     "shadow_deepfake_unlocked",
 }
+# Our converter: encrypted histories (recorded with the test key) decrypt, and the older
+# plaintext ones pass through the codec untouched.
+CONVERTER = data_converter(payload_codec_for_tests())
 HISTORY_FILES = sorted(HISTORIES_DIR.glob("*.json"))
 
 
@@ -39,7 +42,7 @@ def test_golden_histories_cover_every_path() -> None:
 @pytest.mark.parametrize("path", HISTORY_FILES, ids=lambda p: p.stem)
 async def test_saved_history_replays_against_current_code(path: Path) -> None:
     history = WorkflowHistory.from_json(f"onboarding-{path.stem}", path.read_text())
-    replayer = Replayer(workflows=[OnboardingWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=[OnboardingWorkflow], data_converter=CONVERTER)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
 
@@ -50,7 +53,7 @@ async def test_a_changed_workflow_is_caught_by_replay(tmp_path: Path) -> None:
     tampered = path.read_text().replace('"name": "decide"', '"name": "decide_v0"')
     assert tampered != path.read_text()
     history = WorkflowHistory.from_json("onboarding-tampered", tampered)
-    replayer = Replayer(workflows=[OnboardingWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=[OnboardingWorkflow], data_converter=CONVERTER)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is not None
 
