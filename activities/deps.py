@@ -27,7 +27,7 @@ class ActivityDeps:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ActivityDeps:
-        signer = Signer.load_or_create(settings.keys_dir)
+        signer = Signer.load_active(settings.keys_dir)
         return cls(
             settings=settings,
             store=LocalEvidenceStore(settings.evidence_dir),

@@ -18,6 +18,7 @@ from rich.table import Table
 from cli.audit_bundle import bundle_app
 from cli.ops import ops_app
 from cli.policy import policy_app
+from cli.signing_keys import payload_key_app, signing_key_app
 from signgate.errors import SigngateError
 from signgate.settings import Settings, get_settings
 from workers.client import settle_sdk_threads
@@ -44,6 +45,8 @@ app.add_typer(attest_app, name="attest")
 audit_app.add_typer(bundle_app)  # `signgate audit export` and `signgate audit verify-bundle`
 app.add_typer(ops_app, name="ops")
 app.add_typer(policy_app, name="policy")
+app.add_typer(signing_key_app, name="signing-key")
+app.add_typer(payload_key_app, name="payload-key")
 
 console = Console()
 err_console = Console(stderr=True)

@@ -10,10 +10,14 @@ the one JOSE libraries in the wild verify today, and with the key pinned to Ed25
 our key ring it means exactly "Ed25519". A private registry allows that one algorithm
 (no negotiation: "none", HMAC or RSA tokens are refused as malformed) and carries it
 without the warning; `warnings.catch_warnings` would not be thread-safe here.
+
+Issuing needs only `SigningKey.sign`: the JWS signing input is built here and signed by
+the key itself, so a key that never leaves a KMS/HSM can issue attestations too.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from typing import Any
@@ -27,7 +31,7 @@ from pydantic import ValidationError
 from signgate.canonical import canonical_json
 from signgate.errors import BadInput
 from signgate.models import AttestationClaims
-from signgate.signer import KeyRing, Signer
+from signgate.signer import KeyRing, SigningKey
 
 ALG = "EdDSA"
 TYP = "signgate-attestation+jws"
@@ -51,12 +55,16 @@ class _Registry(jws.JWSRegistry):
 _REGISTRY = _Registry(algorithms=[ALG])
 
 
-def issue_attestation(signer: Signer, claims: AttestationClaims) -> str:
-    """Compact JWS over the canonical claims, signed by `signer` and naming its key id."""
+def issue_attestation(signer: SigningKey, claims: AttestationClaims) -> str:
+    """Compact JWS (RFC 7515 section 7.1) over the canonical claims, signed by `signer` and
+    naming its key id."""
     header = {"alg": ALG, "kid": signer.key_id, "typ": TYP}
-    return jws.serialize_compact(
-        header, canonical_json(claims), OKPKey.import_key(signer.private_key), registry=_REGISTRY
-    )
+    signing_input = f"{_b64url(canonical_json(header))}.{_b64url(canonical_json(claims))}"
+    return f"{signing_input}.{_b64url(signer.sign(signing_input.encode('ascii')))}"
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def verify_attestation(token: str, keyring: KeyRing, now: int | None = None) -> AttestationClaims:

@@ -8,6 +8,13 @@ KMS/HSM signer can replace `Signer` behind the same three members (`key_id`, `si
 
 A key id is the first 16 hex characters of SHA-256 over the raw 32-byte public key: short
 enough for a JWS `kid` and a ledger column, stable across PEM re-encodings.
+
+Rotation (`signgate signing-key rotate`): the active key is the newest of
+`signgate.ed25519.pem` (the first key) and `signgate-<ns>.ed25519.pem` (one per rotation;
+the name sorts by creation time). A rotation writes the new key pair, then deletes the
+older private keys (a retired key must never sign again: a suspected leak is the usual
+reason to rotate) and keeps every public key, so everything signed before still verifies.
+A process picks the active key when it loads it (worker and gateway start).
 """
 
 from __future__ import annotations
@@ -15,8 +22,10 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -31,6 +40,23 @@ from signgate.hashing import sha256_hex
 PRIVATE_SUFFIX = ".ed25519.pem"
 PUBLIC_SUFFIX = ".ed25519.pub.pem"
 _KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+ACTIVE_KEY_NAME = "signgate"
+# `signgate` (the first key) or `signgate-<20-digit ns>` (a rotation): sorting the names
+# orders them by age, because "signgate" is a prefix of the others.
+_ROTATED_NAME = re.compile(rf"{ACTIVE_KEY_NAME}(-\d{{20}})?")
+
+
+class SigningKey(Protocol):
+    """The one signer interface: what seal stamps, ledger entries, checkpoints and
+    attestations need from a key. `Signer` (a key file) is one; a KMS/HSM key is another."""
+
+    @property
+    def key_id(self) -> str: ...
+
+    @property
+    def public_key(self) -> Ed25519PublicKey: ...
+
+    def sign(self, data: bytes) -> bytes: ...
 
 
 def key_id_for(public_key: Ed25519PublicKey) -> str:
@@ -84,6 +110,19 @@ class Signer:
             )
         return signer
 
+    @classmethod
+    def load_active(cls, keys_dir: Path) -> Signer:
+        """The newest `signgate` key in `keys_dir`, creating the first one if there is none."""
+        for _ in range(3):
+            names = signing_key_names(keys_dir)
+            if not names:
+                return cls.load_or_create(keys_dir, ACTIVE_KEY_NAME)
+            try:
+                return cls(_load_private(keys_dir / f"{names[-1]}{PRIVATE_SUFFIX}"))
+            except FileNotFoundError:
+                continue  # retired by a concurrent rotation: list again
+        raise Fault(f"no stable active signing key in {keys_dir}", reason="key_missing")
+
     @property
     def key_id(self) -> str:
         return self._key_id
@@ -102,6 +141,27 @@ class Signer:
 
     def public_key_pem(self) -> bytes:
         return public_pem(self._public_key)
+
+
+def signing_key_names(keys_dir: Path) -> list[str]:
+    """Names of the signing keys that still have a private key, oldest first."""
+    if not keys_dir.is_dir():
+        return []
+    names = (p.name.removesuffix(PRIVATE_SUFFIX) for p in keys_dir.glob(f"*{PRIVATE_SUFFIX}"))
+    return sorted(n for n in names if _ROTATED_NAME.fullmatch(n))
+
+
+def rotate_signing_key(keys_dir: Path) -> Signer:
+    """Make a new active signing key; retire (delete) the older private keys, keep every
+    public key for verification."""
+    Signer.load_active(keys_dir)  # the first key exists before any rotation
+    new_name = f"{ACTIVE_KEY_NAME}-{time.time_ns():020d}"
+    signer = Signer.load_or_create(keys_dir, new_name)
+    for name in signing_key_names(keys_dir):
+        if name < new_name:
+            (keys_dir / f"{name}{PRIVATE_SUFFIX}").unlink(missing_ok=True)
+    fsync_dir(keys_dir)
+    return signer
 
 
 class KeyRing:
