@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import os
 import uuid
@@ -64,6 +65,9 @@ def make_settings(var_dir: Path, vendor_url: str, **overrides: Any) -> Settings:
         vendor_url=vendor_url,
         gateway_port=overrides.pop("gateway_port", free_port()),
         task_queue=overrides.pop("task_queue", f"test-{uuid.uuid4().hex[:8]}"),
+        # The shared test servers' clients encrypt with the test key; processes built from
+        # these settings (gateway codec endpoint, CLI) must hold the same key.
+        payload_keys=overrides.pop("payload_keys", [base64.b64encode(TEST_PAYLOAD_KEY).decode()]),
         **overrides,
     )
 

@@ -18,6 +18,7 @@ from signgate.vendor_api import VendorWebhook
 from signgate.webhooks import SIGNATURE_HEADER, WebhookEventLog, sign_webhook
 from tests.gateway.conftest import GatewayStack
 from tests.gateway.test_sessions_api import error_reason
+from tests.support import payload_codec_for_tests
 
 PATH = "/v1/webhooks/vendor"
 
@@ -58,14 +59,15 @@ def signed(gw: GatewayStack, body: bytes, secret: str | None = None, age_s: int 
 async def vendor_signals(gw: GatewayStack, session_id: str) -> list[str]:
     """The event ids of every `vendor_result` signal in the workflow's history."""
     handle = gw.temporal.client.get_workflow_handle(f"onboarding-{session_id}")
-    history = await handle.fetch_history()
+    history = await handle.fetch_history()  # as stored: payloads encrypted
+    codec = payload_codec_for_tests()
     signals = [
         e.workflow_execution_signaled_event_attributes
         for e in history.events
         if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
     ]
     return [
-        json.loads(s.input.payloads[0].data)["event_id"]
+        json.loads(codec.decrypt(s.input.payloads[0]).data)["event_id"]
         for s in signals
         if s.signal_name == "vendor_result"
     ]

@@ -24,7 +24,7 @@ from signgate.models import (
     Stage,
 )
 from signgate.signer import KeyRing
-from tests.support import record_history, store_capture
+from tests.support import payload_codec_for_tests, record_history, store_capture
 from tests.workflow.conftest import Stack
 
 
@@ -337,9 +337,10 @@ async def test_raw_media_never_enters_a_temporal_payload(stack: Stack) -> None:
 
 
 def payload_data(message: Message) -> Iterator[bytes]:
-    """Every Payload's bytes anywhere inside a history event (a protobuf walk)."""
+    """Every Payload's bytes anywhere inside a history event (a protobuf walk), decrypted
+    (the history holds them encrypted by the payload codec)."""
     if isinstance(message, Payload):
-        yield message.data
+        yield payload_codec_for_tests().decrypt(message).data
         return
     for field, value in message.ListFields():
         if field.type != field.TYPE_MESSAGE:
