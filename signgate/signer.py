@@ -3,8 +3,8 @@
 Ledger entries, seal stamps and attestations are all signed by `Signer`, and all verified
 through `KeyRing`, which holds public keys only: an auditor or a relying app never needs
 (and never gets) a private key. Keys are files under `var/keys` in the embedded setup; a
-KMS/HSM signer can replace `Signer` behind the same three members (`key_id`, `sign`,
-`public_key_pem`).
+KMS/HSM signer can replace `Signer` behind the `SigningKey` interface (`key_id`,
+`public_key`, `sign`).
 
 A key id is the first 16 hex characters of SHA-256 over the raw 32-byte public key: short
 enough for a JWS `kid` and a ledger column, stable across PEM re-encodings.
