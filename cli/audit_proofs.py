@@ -1,4 +1,4 @@
-"""`signgate audit checkpoint|prove|prove-consistency|check-proof`: proofs for outsiders.
+"""`signgate audit checkpoint|prove|prove-consistency|check-proof|mirror-checkpoints`.
 
 Mounted under `signgate audit` by `cli/main.py` (`audit_app.add_typer(proofs_app)`).
 `check-proof` reads only the proof file and the public key(s) it is given: no ledger,
@@ -120,3 +120,23 @@ def check_proof_cmd(
     except ProofInvalid as err:
         _fail(err, code=1)
     console.print(f"proof ok: {escape(summary)}")
+
+
+@proofs_app.command("mirror-checkpoints")
+def mirror_checkpoints_cmd(
+    directory: Annotated[Path, typer.Argument(help="Where the write-once copies go")],
+    ledger: LedgerOption = None,
+) -> None:
+    """Copy every signed checkpoint the directory lacks; exit 1 if a copy disagrees."""
+    from signgate.checkpoint_mirror import CheckpointFork, DirectoryMirror, mirror_checkpoints
+    from signgate.ledger import open_ledger
+
+    try:
+        written = mirror_checkpoints(
+            open_ledger(get_settings(), None, sqlite_path=ledger), DirectoryMirror(directory)
+        )
+    except CheckpointFork as err:
+        _fail(err, code=1)
+    except SigngateError as err:
+        _fail(err)
+    console.print(f"{written} checkpoints written to {escape(str(directory))}")

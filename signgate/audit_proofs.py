@@ -19,6 +19,7 @@ from typing import Any, Final, Literal
 from pydantic import ValidationError
 
 from signgate.checkpoints import (
+    CHECKPOINT_DOC_KIND,
     CHECKPOINT_SESSION,
     CHECKPOINT_TYPE,
     SignedTreeHead,
@@ -62,6 +63,14 @@ class InclusionProof(Frozen):
     audit_path: list[str]
     checkpoint: SignedTreeHead
     checkpoint_seq: int
+
+
+class CheckpointDocument(Frozen):
+    """One checkpoint on its own, as `signgate.checkpoint_mirror` writes it."""
+
+    kind: Literal["signgate.checkpoint/v1"]
+    ledger_seq: int
+    checkpoint: SignedTreeHead
 
 
 class ConsistencyProof(Frozen):
@@ -135,7 +144,7 @@ def _by_size(ledger: Ledger, tree_size: int) -> LedgerEntry | None:
 
 
 def check_proof(document: Any, keyring: KeyRing) -> str:
-    """Verify an inclusion or consistency proof document; a one-line summary if it holds.
+    """Verify an inclusion or consistency proof (or a mirrored checkpoint); a summary.
 
     Raises `ProofInvalid` whose `reason` names the first failing check.
     """
@@ -145,6 +154,10 @@ def check_proof(document: Any, keyring: KeyRing) -> str:
             return _check_inclusion(InclusionProof.model_validate(document), keyring)
         if kind == CONSISTENCY_KIND:
             return _check_consistency(ConsistencyProof.model_validate(document), keyring)
+        if kind == CHECKPOINT_DOC_KIND:
+            sth = CheckpointDocument.model_validate(document).checkpoint
+            _check_head(sth, keyring)
+            return f"checkpoint of {sth.tree_size} entries signed by {sth.key_id}"
     except ValidationError as err:
         raise ProofInvalid(f"malformed proof: {err}", reason="proof_malformed") from err
     raise ProofInvalid(f"unknown proof kind {kind!r}", reason="proof_malformed")

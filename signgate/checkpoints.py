@@ -28,6 +28,7 @@ from signgate.signer import KeyRing, Signer
 CHECKPOINT_TYPE = "checkpoint"
 CHECKPOINT_SESSION = "_ledger"
 STH_KIND = "signgate.sth/v1"
+CHECKPOINT_DOC_KIND = "signgate.checkpoint/v1"  # a checkpoint on its own (mirrors)
 
 
 class SignedTreeHead(Frozen):
