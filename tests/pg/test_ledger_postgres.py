@@ -150,6 +150,7 @@ def test_the_app_role_may_only_insert_and_select(
     assert app.verify(keyring).ok
 
 
+@pytest.mark.timeout(900)  # 4000 serialized commits on a shared, busy server
 def test_eight_concurrent_appenders_make_one_linear_chain(
     pg_dsn: str, pg_schema: str, signer: Signer, keyring: KeyRing
 ) -> None:
