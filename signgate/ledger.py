@@ -439,11 +439,11 @@ class SqliteLedger:
             f"SELECT {_COLUMNS} FROM ledger_entries WHERE idempotency_key = ?",
             (idempotency_key,),
         )
-        return _receipt(entry) if entry else None
+        return receipt_of(entry) if entry else None
 
     def head(self) -> LedgerReceipt | None:
         entry = self._one(f"SELECT {_COLUMNS} FROM ledger_entries ORDER BY seq DESC LIMIT 1", ())
-        return _receipt(entry) if entry else None
+        return receipt_of(entry) if entry else None
 
     def entries(self, session_id: str | None = None) -> list[LedgerEntry]:
         """All entries in chain order, or one session's (checkpoints: `CHECKPOINT_SESSION`)."""
@@ -455,7 +455,7 @@ class SqliteLedger:
                     f"SELECT {_COLUMNS} FROM ledger_entries WHERE session_id = ? ORDER BY seq",
                     (session_id,),
                 )
-            return [_entry(row) for row in rows]
+            return [row_entry(row) for row in rows]
 
     def entry_hashes(self, tree_size: int) -> list[str]:
         """Hashes of entries 1..tree_size in order: the leaves of a checkpoint's tree."""
@@ -523,7 +523,7 @@ class SqliteLedger:
     def _one(self, sql: str, params: tuple[Any, ...]) -> LedgerEntry | None:
         with self._connect() as conn:
             row = conn.execute(sql, params).fetchone()
-        return _entry(row) if row is not None else None
+        return row_entry(row) if row is not None else None
 
 
 def row_entry(row: tuple[Any, ...]) -> LedgerEntry:
@@ -543,16 +543,10 @@ def row_entry(row: tuple[Any, ...]) -> LedgerEntry:
     )
 
 
-_entry = row_entry
-
-
 def receipt_of(entry: LedgerEntry) -> LedgerReceipt:
     return LedgerReceipt(
         seq=entry.seq, entry_type=entry.entry_type, entry_hash=entry.entry_hash, key_id=entry.key_id
     )
-
-
-_receipt = receipt_of
 
 
 def _bad(checked: int, seq: int, reason: str) -> LedgerVerifyReport:
