@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from signgate.detectors.replay import PerceptualIndex
 from signgate.evidence import LocalEvidenceStore
-from signgate.ledger import SqliteLedger
+from signgate.ledger import Ledger, open_ledger
 from signgate.settings import Settings
 from signgate.signer import Signer
 from signgate.vendor_client import VendorClient
@@ -20,7 +20,7 @@ from signgate.vendor_client import VendorClient
 class ActivityDeps:
     settings: Settings
     store: LocalEvidenceStore
-    ledger: SqliteLedger
+    ledger: Ledger
     signer: Signer
     vendor: VendorClient
     perceptual_index: PerceptualIndex
@@ -31,9 +31,9 @@ class ActivityDeps:
         return cls(
             settings=settings,
             store=LocalEvidenceStore(settings.evidence_dir),
-            ledger=SqliteLedger(settings.ledger_path, signer),
+            ledger=open_ledger(settings, signer),
             signer=signer,
-            perceptual_index=PerceptualIndex(settings.ledger_path),
+            perceptual_index=PerceptualIndex(settings.ledger_path),  # SQLite with either ledger
             vendor=VendorClient(
                 settings.resolved_vendor_url,
                 settings.vendor_api_key,

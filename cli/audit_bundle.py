@@ -39,18 +39,18 @@ def export(
     """Write SESSION's audit bundle: entries, chain links, seals, attestation, public keys."""
     from signgate.audit_bundle import export_bundle
     from signgate.evidence import LocalEvidenceStore
-    from signgate.ledger import SqliteLedger
+    from signgate.ledger import open_ledger
 
     settings = get_settings()
     ledger_path = ledger or settings.ledger_path
     evidence_dir = evidence or settings.evidence_dir
-    if not ledger_path.exists():
+    if settings.ledger == "sqlite" and not ledger_path.exists():
         _usage(f"ledger_missing: no ledger at {ledger_path}")
     if include_media and not evidence_dir.is_dir():
         _usage(f"evidence_missing: no evidence store at {evidence_dir}")
     try:
         manifest = export_bundle(
-            SqliteLedger(ledger_path, None),
+            open_ledger(settings, None, sqlite_path=ledger_path),
             keys or settings.keys_dir,
             LocalEvidenceStore(evidence_dir),
             session_id,

@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 from pydantic import BaseModel
 
 from signgate.client import GatewayClient
-from signgate.ledger import SqliteLedger
+from signgate.ledger import open_ledger
 from signgate.models import ArtifactKind, ArtifactRef, CaptureMetadata, Stage
 from signgate.settings import Settings
 from signgate.signer import KeyRing
@@ -81,7 +81,7 @@ async def run_session(settings: Settings, keys: DemoKeys, scenario: str) -> Demo
         if status.stage is Stage.accepted:
             token = await app.attestation(sid)
             verify_attestation_with_ledger(
-                token, KeyRing.from_dir(settings.keys_dir), SqliteLedger(settings.ledger_path, None)
+                token, KeyRing.from_dir(settings.keys_dir), open_ledger(settings, None)
             )
             attestation_valid = True
     return DemoSession(
@@ -106,5 +106,5 @@ TERMINAL_OR_REVIEW = (
 async def run_demo(settings: Settings) -> DemoReport:
     keys = DemoKeys.from_settings(settings)
     sessions = [await run_session(settings, keys, scenario) for scenario in SCENARIOS]
-    report = SqliteLedger(settings.ledger_path, None).verify(KeyRing.from_dir(settings.keys_dir))
+    report = open_ledger(settings, None).verify(KeyRing.from_dir(settings.keys_dir))
     return DemoReport(sessions=sessions, audit_verified=report.ok)

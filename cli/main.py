@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.audit_bundle import bundle_app
+from cli.audit_proofs import proofs_app
 from cli.ops import ops_app
 from cli.policy import policy_app
 from cli.signing_keys import payload_key_app, signing_key_app
@@ -43,6 +44,7 @@ app.add_typer(review_app, name="review")
 app.add_typer(audit_app, name="audit")
 app.add_typer(attest_app, name="attest")
 audit_app.add_typer(bundle_app)  # `signgate audit export` and `signgate audit verify-bundle`
+audit_app.add_typer(proofs_app)  # checkpoint, prove, prove-consistency, check-proof
 app.add_typer(ops_app, name="ops")
 app.add_typer(policy_app, name="policy")
 app.add_typer(signing_key_app, name="signing-key")
@@ -272,20 +274,30 @@ def audit_verify(
     keys: Annotated[Path | None, typer.Option(help="Public keys dir (default: settings)")] = None,
 ) -> None:
     """Recompute every hash, link and signature; exit non-zero at the first bad entry."""
-    from signgate.ledger import SqliteLedger
+    from signgate.ledger import open_ledger
     from signgate.signer import KeyRing
 
     settings = get_settings()
     path = ledger or settings.ledger_path
-    if not path.exists():
-        err_console.print(f"[red]error[/red] ledger_missing: no ledger at {path}")
+    where = str(path)
+    if settings.ledger == "postgres":
+        where = f"postgres schema {settings.ledger_schema}"
+    elif not path.exists():
+        err_console.print(f"[red]error[/red] ledger_missing: no ledger at {where}")
         raise typer.Exit(code=2)
-    report = SqliteLedger(path, None).verify(KeyRing.from_dir(keys or settings.keys_dir))
+    try:
+        verifying = open_ledger(settings, None, sqlite_path=ledger)
+        report = verifying.verify(KeyRing.from_dir(keys or settings.keys_dir))
+    except SigngateError as err:  # e.g. the database cannot be reached
+        fail(err)
+    if report.reason == "ledger_missing":
+        err_console.print(f"[red]error[/red] ledger_missing: no ledger at {where}")
+        raise typer.Exit(code=2)
     if report.ok:
-        console.print(f"ledger ok: {report.entries_checked} entries verified ({path})")
+        console.print(f"ledger ok: {report.entries_checked} entries verified ({where})")
         return
     err_console.print(
-        f"[red]ledger broken[/red] at seq {report.first_bad_seq}: {report.reason} ({path})"
+        f"[red]ledger broken[/red] at seq {report.first_bad_seq}: {report.reason} ({where})"
     )
     raise typer.Exit(code=1)
 
@@ -297,7 +309,7 @@ def attest_verify(
     keys: Annotated[Path | None, typer.Option(help="Public keys dir (default: settings)")] = None,
 ) -> None:
     """Exit 0 only if the signature is valid and the named ledger entry has that hash."""
-    from signgate.ledger import SqliteLedger
+    from signgate.ledger import open_ledger
     from signgate.signer import KeyRing
     from signgate.verification import verify_attestation_with_ledger
 
@@ -306,7 +318,7 @@ def attest_verify(
         claims = verify_attestation_with_ledger(
             token.strip(),
             KeyRing.from_dir(keys or settings.keys_dir),
-            SqliteLedger(ledger or settings.ledger_path, None),
+            open_ledger(settings, None, sqlite_path=ledger),
         )
     except SigngateError as err:
         err_console.print(f"[red]invalid[/red] {err.reason}: {err.message}")

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from signgate.errors import SigngateError
-from signgate.ledger import SqliteLedger
+from signgate.ledger import open_ledger
 from signgate.policy_report import OUTCOMES, PolicyReport, policy_report
 from signgate.settings import get_settings
 
@@ -36,9 +36,8 @@ def report(
 ) -> None:
     """Per policy version: decisions, automated actions, review and overturn rates,
     recommendation vs outcome, median time to decision."""
-    path = ledger or get_settings().ledger_path
     try:
-        result = policy_report(SqliteLedger(path, None))
+        result = policy_report(open_ledger(get_settings(), None, sqlite_path=ledger))
     except SigngateError as err:
         err_console.print(f"error {err.reason}: {err.message}", markup=False, highlight=False)
         raise typer.Exit(code=2) from err

@@ -41,7 +41,7 @@ from signgate.attestation import AttestationInvalid, verify_attestation
 from signgate.errors import BadInput, SigngateError
 from signgate.evidence import READ_CHUNK_BYTES, LocalEvidenceStore
 from signgate.hashing import is_sha256_hex, merkle_root, sha256_hex
-from signgate.ledger import GENESIS_PREV_HASH, SqliteLedger, chain_hash, entry_bytes
+from signgate.ledger import GENESIS_PREV_HASH, Ledger, chain_hash, entry_bytes
 from signgate.models import AttestationClaims, Frozen, LedgerEntry
 from signgate.sealing import SealRecord, verify_seal
 from signgate.signer import KeyRing, public_pem
@@ -103,7 +103,7 @@ class BundleReport(Frozen):
 
 
 def export_bundle(
-    ledger: SqliteLedger,
+    ledger: Ledger,
     keys_dir: Path,
     store: LocalEvidenceStore,
     session_id: str,

@@ -19,6 +19,13 @@ number of processes may open the same file. Appends run inside `BEGIN IMMEDIATE`
 takes SQLite's single write lock before reading the head, so the chain stays linear across
 threads and processes; WAL lets readers run meanwhile, `synchronous=FULL` makes a receipt
 durable before it is returned, and waits for the lock give up after 10 s.
+
+Backends: this module holds the contract every backend shares (`Ledger`, entry bytes, the
+append step under the head lock, verification of a row stream) and the SQLite backend;
+`signgate.ledger_postgres` is the PostgreSQL one. `open_ledger` picks one from settings.
+Every `checkpoint_every` entries the appender also writes a signed tree head over all
+entry hashes so far (`signgate.checkpoints`), so one entry can later be proven to an
+outsider with a Merkle inclusion proof and a public key.
 """
 
 from __future__ import annotations
@@ -27,17 +34,27 @@ import base64
 import binascii
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from signgate.canonical import canonical_json
+from signgate.checkpoints import (
+    CHECKPOINT_SESSION,
+    CHECKPOINT_TYPE,
+    checkpoint_problem,
+    sign_tree_head,
+)
 from signgate.errors import BadInput, SigngateError
 from signgate.hashing import sha256_hex
 from signgate.models import Frozen, LedgerEntry, LedgerReceipt
+from signgate.proofs import MerkleFrontier
 from signgate.signer import KeyRing, Signer
+
+if TYPE_CHECKING:
+    from signgate.settings import Settings
 
 GENESIS_PREV_HASH = "0" * 64
 BUSY_TIMEOUT_MS = 10_000
@@ -137,16 +154,221 @@ def chain_hash(prev_hash: str, entry: bytes) -> str:
     return sha256_hex(bytes.fromhex(prev_hash) + entry)
 
 
+class Ledger(Protocol):
+    """What every ledger backend offers; activities, CLI and gateway depend on this only."""
+
+    def append(
+        self, session_id: str, entry_type: str, idempotency_key: str, body: dict[str, Any]
+    ) -> LedgerReceipt: ...
+
+    def checkpoint(self) -> LedgerReceipt | None: ...
+
+    def get(self, seq: int) -> LedgerEntry | None: ...
+
+    def find_by_hash(self, entry_hash: str) -> LedgerEntry | None: ...
+
+    def receipt_for(self, idempotency_key: str) -> LedgerReceipt | None: ...
+
+    def head(self) -> LedgerReceipt | None: ...
+
+    def entries(self, session_id: str | None = None) -> list[LedgerEntry]: ...
+
+    def entry_hashes(self, tree_size: int) -> list[str]: ...
+
+    def verify(self, keyring: KeyRing) -> LedgerVerifyReport: ...
+
+
+def open_ledger(
+    settings: Settings, signer: Signer | None, *, sqlite_path: Path | None = None
+) -> Ledger:
+    """The ledger the settings name (`SIGNGATE_LEDGER=sqlite|postgres`).
+
+    `signer=None` opens it read/verify-only. `sqlite_path` overrides the SQLite file (the
+    CLI's `--ledger`); it is ignored for PostgreSQL. psycopg is imported only when the
+    PostgreSQL backend is chosen, so the embedded setup never loads it.
+    """
+    if settings.ledger == "postgres":
+        from signgate.ledger_postgres import PostgresLedger
+
+        return PostgresLedger(
+            settings.postgres_dsn,
+            settings.ledger_schema,
+            signer,
+            checkpoint_every=settings.checkpoint_every,
+        )
+    return SqliteLedger(
+        sqlite_path or settings.ledger_path, signer, checkpoint_every=settings.checkpoint_every
+    )
+
+
+def validate_append(
+    session_id: str, entry_type: str, idempotency_key: str, body: Mapping[str, Any]
+) -> str:
+    """Refuse malformed input (BadInput) and return the canonical body text to store."""
+    for name, value in (
+        ("session_id", session_id),
+        ("entry_type", entry_type),
+        ("idempotency_key", idempotency_key),
+    ):
+        if not isinstance(value, str) or not value:
+            raise BadInput(f"ledger {name} must be a non-empty string", reason="bad_input")
+    if not isinstance(body, Mapping):
+        raise BadInput("ledger body must be a JSON object", reason="bad_input")
+    if session_id == CHECKPOINT_SESSION:
+        raise BadInput("checkpoints are written by the ledger itself", reason="bad_input")
+    return canonical_json(body).decode("utf-8")
+
+
+class HeadTx:
+    """One write transaction that holds the backend's head lock, in portable SQL.
+
+    Both sqlite3 and psycopg connections have `execute(sql, params)` returning a cursor;
+    only the placeholder differs, so the append logic below is written once for both.
+    """
+
+    def __init__(self, conn: Any, table: str, placeholder: str) -> None:
+        self._conn = conn
+        self._table = table
+        self._ph = placeholder
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("{t}", self._table).replace("?", self._ph)
+
+    def by_key(self, idempotency_key: str) -> tuple[Any, ...] | None:
+        row: tuple[Any, ...] | None = self._conn.execute(
+            self._sql(
+                "SELECT seq, session_id, entry_type, body, entry_hash, key_id"
+                " FROM {t} WHERE idempotency_key = ?"
+            ),
+            (idempotency_key,),
+        ).fetchone()
+        return row
+
+    def head(self) -> tuple[int, str, str] | None:
+        row = self._conn.execute(
+            self._sql("SELECT seq, entry_hash, entry_type FROM {t} ORDER BY seq DESC LIMIT 1")
+        ).fetchone()
+        return (int(row[0]), row[1], row[2]) if row is not None else None
+
+    def last_checkpoint_seq(self) -> int:
+        row = self._conn.execute(
+            self._sql("SELECT max(seq) FROM {t} WHERE session_id = ? AND entry_type = ?"),
+            (CHECKPOINT_SESSION, CHECKPOINT_TYPE),
+        ).fetchone()
+        return int(row[0]) if row[0] is not None else 0
+
+    def entry_hashes(self, tree_size: int) -> list[str]:
+        rows = self._conn.execute(
+            self._sql("SELECT entry_hash FROM {t} WHERE seq BETWEEN 1 AND ? ORDER BY seq"),
+            (tree_size,),
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def insert(self, row: tuple[Any, ...]) -> None:
+        marks = ", ".join("?" * len(row))
+        self._conn.execute(self._sql(f"INSERT INTO {{t}} ({_COLUMNS}) VALUES ({marks})"), row)
+
+
+def append_at_head(
+    tx: HeadTx,
+    signer: Signer,
+    session_id: str,
+    entry_type: str,
+    idempotency_key: str,
+    body_text: str,
+    checkpoint_every: int = 0,
+) -> LedgerReceipt:
+    """Append one entry under the head lock (idempotent), then a checkpoint if one is due.
+
+    The checkpoint is written in the same transaction, so a crash never leaves an entry
+    whose due checkpoint is missing, and concurrent appenders never checkpoint twice.
+    """
+    existing = tx.by_key(idempotency_key)
+    if existing is not None:
+        seq, old_session, old_type, old_body, old_hash, old_key = existing
+        if (old_session, old_type, old_body) != (session_id, entry_type, body_text):
+            raise LedgerConflict(
+                f"idempotency key {idempotency_key!r} already holds a different entry (seq {seq})"
+            )
+        return LedgerReceipt(seq=seq, entry_type=old_type, entry_hash=old_hash, key_id=old_key)
+    receipt = _insert_at_head(tx, signer, session_id, entry_type, idempotency_key, body_text)
+    if checkpoint_every > 0 and receipt.seq - tx.last_checkpoint_seq() >= checkpoint_every:
+        checkpoint_at_head(tx, signer)
+    return receipt
+
+
+def checkpoint_at_head(tx: HeadTx, signer: Signer) -> LedgerReceipt | None:
+    """Sign a tree head over every entry so far and append it; None on an empty ledger.
+
+    A head that already is a checkpoint is returned as it is: nothing new to cover.
+    """
+    head = tx.head()
+    if head is None:
+        return None
+    tree_size, head_hash, head_type = head
+    if head_type == CHECKPOINT_TYPE:
+        existing = tx.by_key(f"{CHECKPOINT_TYPE}:{tree_size - 1}")
+        if existing is not None and existing[0] == tree_size:
+            return LedgerReceipt(
+                seq=tree_size, entry_type=CHECKPOINT_TYPE, entry_hash=head_hash, key_id=existing[5]
+            )
+    sth = sign_tree_head(signer, tx.entry_hashes(tree_size), _now())
+    body_text = canonical_json(sth).decode("utf-8")
+    return _insert_at_head(
+        tx, signer, CHECKPOINT_SESSION, CHECKPOINT_TYPE, f"{CHECKPOINT_TYPE}:{tree_size}", body_text
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _insert_at_head(
+    tx: HeadTx,
+    signer: Signer,
+    session_id: str,
+    entry_type: str,
+    idempotency_key: str,
+    body_text: str,
+) -> LedgerReceipt:
+    head = tx.head()
+    seq, prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS_PREV_HASH)
+    created_at = _now()
+    # Hash the body exactly as it will be read back, so verify recomputes the same bytes.
+    body = json.loads(body_text)
+    digest = chain_hash(
+        prev_hash, entry_bytes(seq, session_id, entry_type, idempotency_key, created_at, body)
+    )
+    signature_b64 = base64.b64encode(signer.sign(bytes.fromhex(digest))).decode("ascii")
+    tx.insert(
+        (
+            seq,
+            session_id,
+            entry_type,
+            idempotency_key,
+            created_at,
+            body_text,
+            prev_hash,
+            digest,
+            signer.key_id,
+            signature_b64,
+        )
+    )
+    return LedgerReceipt(seq=seq, entry_type=entry_type, entry_hash=digest, key_id=signer.key_id)
+
+
 class SqliteLedger:
     """Append-only audit ledger in one SQLite file; `signer=None` opens it read/verify-only.
 
     A read-only ledger never creates the file or the schema, so pointing a verifier at a
     wrong path reports `ledger_missing` instead of verifying a fresh empty ledger.
+    `checkpoint_every=0` (the constructor default) writes checkpoints only when asked.
     """
 
-    def __init__(self, path: Path, signer: Signer | None) -> None:
+    def __init__(self, path: Path, signer: Signer | None, *, checkpoint_every: int = 0) -> None:
         self._path = path
         self._signer = signer
+        self._checkpoint_every = checkpoint_every
         if signer is not None:
             self._create_schema()
 
@@ -165,84 +387,41 @@ class SqliteLedger:
         type and canonical body returns the existing receipt; with anything different it
         raises `LedgerConflict`.
         """
-        signer = self._signer
-        if signer is None:
+        signer = self._writer()
+        body_text = validate_append(session_id, entry_type, idempotency_key, body)
+        with self._head_tx() as tx:
+            return append_at_head(
+                tx,
+                signer,
+                session_id,
+                entry_type,
+                idempotency_key,
+                body_text,
+                self._checkpoint_every,
+            )
+
+    def checkpoint(self) -> LedgerReceipt | None:
+        """Force a signed checkpoint over every entry so far (`signgate audit checkpoint`)."""
+        signer = self._writer()
+        with self._head_tx() as tx:
+            return checkpoint_at_head(tx, signer)
+
+    def _writer(self) -> Signer:
+        if self._signer is None:
             raise LedgerReadOnly("this ledger was opened without a signer")
-        for name, value in (
-            ("session_id", session_id),
-            ("entry_type", entry_type),
-            ("idempotency_key", idempotency_key),
-        ):
-            if not isinstance(value, str) or not value:
-                raise BadInput(f"ledger {name} must be a non-empty string", reason="bad_input")
-        if not isinstance(body, Mapping):
-            raise BadInput("ledger body must be a JSON object", reason="bad_input")
-        body_text = canonical_json(body).decode("utf-8")
+        return self._signer
+
+    @contextmanager
+    def _head_tx(self) -> Iterator[HeadTx]:
+        """BEGIN IMMEDIATE takes SQLite's one write lock before the head is read."""
         with self._connect() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                receipt = self._append_at_head(
-                    conn, signer, session_id, entry_type, idempotency_key, body_text
-                )
+                yield HeadTx(conn, "ledger_entries", "?")
                 conn.execute("COMMIT")
             finally:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-        return receipt
-
-    def _append_at_head(
-        self,
-        conn: sqlite3.Connection,
-        signer: Signer,
-        session_id: str,
-        entry_type: str,
-        idempotency_key: str,
-        body_text: str,
-    ) -> LedgerReceipt:
-        existing = conn.execute(
-            "SELECT seq, session_id, entry_type, body, entry_hash, key_id"
-            " FROM ledger_entries WHERE idempotency_key = ?",
-            (idempotency_key,),
-        ).fetchone()
-        if existing is not None:
-            seq, old_session, old_type, old_body, old_hash, old_key = existing
-            if (old_session, old_type, old_body) != (session_id, entry_type, body_text):
-                raise LedgerConflict(
-                    f"idempotency key {idempotency_key!r} already holds a different entry"
-                    f" (seq {seq})"
-                )
-            return LedgerReceipt(seq=seq, entry_type=old_type, entry_hash=old_hash, key_id=old_key)
-
-        head = conn.execute(
-            "SELECT seq, entry_hash FROM ledger_entries ORDER BY seq DESC LIMIT 1"
-        ).fetchone()
-        seq, prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS_PREV_HASH)
-        created_at = datetime.now(UTC).isoformat(timespec="microseconds")
-        # Hash the body exactly as it will be read back, so verify recomputes the same bytes.
-        body = json.loads(body_text)
-        digest = chain_hash(
-            prev_hash,
-            entry_bytes(seq, session_id, entry_type, idempotency_key, created_at, body),
-        )
-        signature_b64 = base64.b64encode(signer.sign(bytes.fromhex(digest))).decode("ascii")
-        conn.execute(
-            f"INSERT INTO ledger_entries ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                seq,
-                session_id,
-                entry_type,
-                idempotency_key,
-                created_at,
-                body_text,
-                prev_hash,
-                digest,
-                signer.key_id,
-                signature_b64,
-            ),
-        )
-        return LedgerReceipt(
-            seq=seq, entry_type=entry_type, entry_hash=digest, key_id=signer.key_id
-        )
 
     # ------------------------------------------------------------------ reading
 
@@ -260,14 +439,14 @@ class SqliteLedger:
             f"SELECT {_COLUMNS} FROM ledger_entries WHERE idempotency_key = ?",
             (idempotency_key,),
         )
-        return _receipt(entry) if entry else None
+        return receipt_of(entry) if entry else None
 
     def head(self) -> LedgerReceipt | None:
         entry = self._one(f"SELECT {_COLUMNS} FROM ledger_entries ORDER BY seq DESC LIMIT 1", ())
-        return _receipt(entry) if entry else None
+        return receipt_of(entry) if entry else None
 
     def entries(self, session_id: str | None = None) -> list[LedgerEntry]:
-        """All entries in chain order, or one session's."""
+        """All entries in chain order, or one session's (checkpoints: `CHECKPOINT_SESSION`)."""
         with self._connect() as conn:
             if session_id is None:
                 rows = conn.execute(f"SELECT {_COLUMNS} FROM ledger_entries ORDER BY seq")
@@ -276,7 +455,12 @@ class SqliteLedger:
                     f"SELECT {_COLUMNS} FROM ledger_entries WHERE session_id = ? ORDER BY seq",
                     (session_id,),
                 )
-            return [_entry(row) for row in rows]
+            return [row_entry(row) for row in rows]
+
+    def entry_hashes(self, tree_size: int) -> list[str]:
+        """Hashes of entries 1..tree_size in order: the leaves of a checkpoint's tree."""
+        with self._connect() as conn:
+            return HeadTx(conn, "ledger_entries", "?").entry_hashes(tree_size)
 
     # ------------------------------------------------------------------ verifying
 
@@ -285,12 +469,28 @@ class SqliteLedger:
 
         Stops at the first entry that does not hold and names it. Seqs must run 1..n with
         no gap; a row outside that range (seq < 1) is reported after the chain itself.
-        Removing entries from the tail is not detectable from the chain alone: compare
-        `head()` with an independently kept receipt for that.
+        Checkpoint entries must also carry a valid signed tree head over the entries
+        before them. Removing entries from the tail is not detectable from the chain alone:
+        compare `head()` with an independently kept receipt (or checkpoint) for that.
         """
         try:
             with self._connect() as conn:
-                return _verify_chain(conn, keyring)
+                conn.execute("BEGIN")  # one read snapshot for both queries, even with writers
+                try:
+                    rows = conn.execute(
+                        f"SELECT {_COLUMNS} FROM ledger_entries WHERE seq >= 1 ORDER BY seq"
+                    )
+                    report = verify_rows(rows, keyring)
+                    if not report.ok:
+                        return report
+                    stray = conn.execute(
+                        "SELECT min(seq) FROM ledger_entries WHERE seq < 1"
+                    ).fetchone()
+                    if stray[0] is not None:
+                        return _bad(report.entries_checked, stray[0], "seq_out_of_range")
+                    return report
+                finally:
+                    conn.execute("ROLLBACK")
         except LedgerMissing as err:
             return LedgerVerifyReport(ok=False, entries_checked=0, reason=err.reason)
 
@@ -323,10 +523,11 @@ class SqliteLedger:
     def _one(self, sql: str, params: tuple[Any, ...]) -> LedgerEntry | None:
         with self._connect() as conn:
             row = conn.execute(sql, params).fetchone()
-        return _entry(row) if row is not None else None
+        return row_entry(row) if row is not None else None
 
 
-def _entry(row: tuple[Any, ...]) -> LedgerEntry:
+def row_entry(row: tuple[Any, ...]) -> LedgerEntry:
+    """A stored row (columns in `_COLUMNS` order) as a `LedgerEntry`."""
     seq, session_id, entry_type, key, created_at, body, prev, digest, key_id, sig = row
     return LedgerEntry(
         seq=seq,
@@ -342,7 +543,7 @@ def _entry(row: tuple[Any, ...]) -> LedgerEntry:
     )
 
 
-def _receipt(entry: LedgerEntry) -> LedgerReceipt:
+def receipt_of(entry: LedgerEntry) -> LedgerReceipt:
     return LedgerReceipt(
         seq=entry.seq, entry_type=entry.entry_type, entry_hash=entry.entry_hash, key_id=entry.key_id
     )
@@ -352,28 +553,29 @@ def _bad(checked: int, seq: int, reason: str) -> LedgerVerifyReport:
     return LedgerVerifyReport(ok=False, entries_checked=checked, first_bad_seq=seq, reason=reason)
 
 
-def _verify_chain(conn: sqlite3.Connection, keyring: KeyRing) -> LedgerVerifyReport:
-    conn.execute("BEGIN")  # one read snapshot for both queries, even with writers running
-    try:
-        checked = 0
-        prev_hash = GENESIS_PREV_HASH
-        for row in conn.execute(
-            f"SELECT {_COLUMNS} FROM ledger_entries WHERE seq >= 1 ORDER BY seq"
-        ):
-            expected_seq = checked + 1
-            if row[0] != expected_seq:
-                return _bad(checked, expected_seq, "seq_gap")
-            problem = _check_entry(row, prev_hash, keyring)
-            if problem is not None:
-                return _bad(checked, expected_seq, problem)
-            prev_hash = row[7]
-            checked += 1
-        stray = conn.execute("SELECT min(seq) FROM ledger_entries WHERE seq < 1").fetchone()
-        if stray[0] is not None:
-            return _bad(checked, stray[0], "seq_out_of_range")
-        return LedgerVerifyReport(ok=True, entries_checked=checked)
-    finally:
-        conn.execute("ROLLBACK")
+def verify_rows(rows: Iterable[tuple[Any, ...]], keyring: KeyRing) -> LedgerVerifyReport:
+    """Check a stream of stored rows (seq >= 1, in seq order) as one chain from genesis.
+
+    Every backend feeds its rows here, so SQLite and PostgreSQL verify by the same code.
+    Checkpoints are re-derived as the chain goes: the Merkle root of the entry hashes
+    before each one is kept incrementally, so this stays one pass.
+    """
+    checked = 0
+    prev_hash = GENESIS_PREV_HASH
+    frontier = MerkleFrontier()
+    for row in rows:
+        expected_seq = checked + 1
+        if row[0] != expected_seq:
+            return _bad(checked, expected_seq, "seq_gap")
+        problem = _check_entry(row, prev_hash, keyring)
+        if problem is None and row[1] == CHECKPOINT_SESSION and row[2] == CHECKPOINT_TYPE:
+            problem = checkpoint_problem(json.loads(row[5]), checked, frontier.root_hex(), keyring)
+        if problem is not None:
+            return _bad(checked, expected_seq, problem)
+        prev_hash = row[7]
+        frontier.append(row[7])
+        checked += 1
+    return LedgerVerifyReport(ok=True, entries_checked=checked)
 
 
 def _check_entry(row: tuple[Any, ...], expected_prev: str, keyring: KeyRing) -> str | None:

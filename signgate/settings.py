@@ -74,6 +74,13 @@ class Settings(BaseSettings):
     otlp_endpoint: str | None = None
     log_json: bool = False
     log_level: str = "INFO"
+    # Audit ledger backend (signgate.ledger.open_ledger); the perceptual replay index stays
+    # in SQLite under var/ either way. `ledger_schema` isolates one ledger per schema.
+    ledger: Literal["sqlite", "postgres"] = "sqlite"
+    postgres_dsn: str = "postgresql://postgres@127.0.0.1:5432/test"
+    ledger_schema: str = Field(default="signgate", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    # A signed checkpoint (tree head) after every this many entries; 0 = only on demand.
+    checkpoint_every: int = Field(default=64, ge=0)
 
     @property
     def evidence_dir(self) -> Path:

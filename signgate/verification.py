@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from signgate.attestation import AttestationInvalid, verify_attestation
-from signgate.ledger import SqliteLedger
+from signgate.ledger import Ledger
 from signgate.models import AttestationClaims
 from signgate.signer import KeyRing
 
 
 def verify_attestation_with_ledger(
-    token: str, keyring: KeyRing, ledger: SqliteLedger, now: int | None = None
+    token: str, keyring: KeyRing, ledger: Ledger, now: int | None = None
 ) -> AttestationClaims:
     """Valid signature AND the named ledger entry exists with that hash, as a decision."""
     claims = verify_attestation(token, keyring, now=now)

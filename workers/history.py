@@ -27,7 +27,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Replayer
 
 from signgate.errors import BadInput, SigngateError
-from signgate.ledger import LedgerMissing, SqliteLedger
+from signgate.ledger import LedgerMissing, open_ledger
 from signgate.models import (
     CheckResult,
     Decision,
@@ -39,6 +39,7 @@ from signgate.models import (
     TimelineEvent,
 )
 from signgate.payload_codec import AesGcmPayloadCodec
+from signgate.settings import get_settings
 from workflows.onboarding import OnboardingWorkflow
 from workflows.search_attributes import ONBOARDING_STATUS, POLICY_VERSION, RISK_TIER, TENANT_ID
 
@@ -299,7 +300,7 @@ async def session_report(
 
 def _ledger_entries(ledger_path: Path, session_id: str) -> list[LedgerEntry]:
     try:
-        return SqliteLedger(ledger_path, None).entries(session_id)
+        return open_ledger(get_settings(), None, sqlite_path=ledger_path).entries(session_id)
     except LedgerMissing:
         return []
 
