@@ -71,6 +71,14 @@ class Settings(BaseSettings):
     otlp_endpoint: str | None = None
     log_json: bool = False
     log_level: str = "INFO"
+    # Evidence backend: files under var/evidence, or an S3 bucket under Object Lock.
+    evidence: Literal["local", "s3"] = "local"
+    s3_endpoint_url: str | None = None  # unset = AWS; set for MinIO, moto, ...
+    s3_bucket: str = "signgate-evidence"
+    s3_region: str = "us-east-1"
+    # COMPLIANCE-mode default retention of the bucket, and the retention sweep's window.
+    evidence_retention_days: int = Field(default=30, ge=1)
+    evidence_retention_days_by_tenant: dict[str, int] = Field(default_factory=dict)
 
     @property
     def evidence_dir(self) -> Path:

@@ -24,6 +24,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from tests.moto_s3 import moto_s3_url  # noqa: F401  (session-scoped S3 fixture)
 from workers.binaries import temporal_test_server_path
 from workers.devserver import DevServer
 from workers.ports import free_port
