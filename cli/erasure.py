@@ -1,0 +1,77 @@
+"""`signgate erase`, `signgate hold`, `signgate release`: crypto-shredding and legal holds.
+
+They act on this machine's ledger and data keys (settings), like `signgate audit verify`.
+"""
+
+from __future__ import annotations
+
+import getpass
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+from signgate.errors import SigngateError
+from signgate.settings import get_settings
+
+if TYPE_CHECKING:
+    from signgate.erasure import Erasure
+
+console = Console()
+err_console = Console(stderr=True)
+
+By = Annotated[str | None, typer.Option("--by", help="Who asks (default: the OS user)")]
+Reason = Annotated[str, typer.Option("--reason", help="Why (recorded in the ledger)")]
+HoldReason = Annotated[str, typer.Option("--reason", help="Why (recorded in the ledger)")]
+Session = Annotated[str, typer.Argument(help="The session id")]
+
+
+def _erasure() -> Erasure:
+    from signgate.envelope import default_data_keys
+    from signgate.erasure import Erasure
+    from signgate.ledger import SqliteLedger
+    from signgate.signer import Signer
+
+    settings = get_settings()
+    signer = Signer.load_or_create(settings.keys_dir)
+    return Erasure(SqliteLedger(settings.ledger_path, signer), default_data_keys(settings.keys_dir))
+
+
+def _fail(err: SigngateError) -> NoReturn:
+    err_console.print(f"[red]error[/red] {err.reason}: {err.message}")
+    raise typer.Exit(code=2)
+
+
+def erase(session_id: Session, reason: Reason, by: By = None) -> None:
+    """Destroy SESSION's data key: its media become unreadable; hashes and ledger stay."""
+    erasure = _erasure()
+    try:
+        receipt = erasure.erase(session_id, by or getpass.getuser(), reason)
+    except SigngateError as err:
+        _fail(err)
+    console.print(f"erased {session_id}: ledger seq {receipt.seq} ({receipt.entry_type})")
+
+
+def hold(session_id: Session, reason: HoldReason = "legal hold", by: By = None) -> None:
+    """Put SESSION on legal hold: erasure (by hand or by retention) is refused until release."""
+    erasure = _erasure()
+    try:
+        receipt = erasure.hold(session_id, by or getpass.getuser(), reason)
+    except SigngateError as err:
+        _fail(err)
+    console.print(f"held {session_id}: ledger seq {receipt.seq}")
+
+
+def release(session_id: Session, reason: HoldReason = "legal hold lifted", by: By = None) -> None:
+    """Lift SESSION's legal hold."""
+    erasure = _erasure()
+    try:
+        receipt = erasure.release(session_id, by or getpass.getuser(), reason)
+    except SigngateError as err:
+        _fail(err)
+    console.print(f"released {session_id}: ledger seq {receipt.seq}")
+
+
+def register(app: typer.Typer) -> None:
+    for command in (erase, hold, release):
+        app.command()(command)
