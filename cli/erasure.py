@@ -72,6 +72,34 @@ def release(session_id: Session, reason: HoldReason = "legal hold lifted", by: B
     console.print(f"released {session_id}: ledger seq {receipt.seq}")
 
 
+retention_app = typer.Typer(no_args_is_help=True, help="The retention sweep.")
+
+
+@retention_app.command("schedule")
+def retention_schedule() -> None:
+    """Create the daily retention-sweep Temporal Schedule (idempotent)."""
+    import asyncio
+
+    from workers.client import connect_client, settle_sdk_threads
+    from workers.retention_schedule import ensure_retention_schedule
+
+    settings = get_settings()
+
+    async def main() -> str:
+        client = await connect_client(settings.temporal_address, settings.temporal_namespace)
+        schedule_id = await ensure_retention_schedule(client, settings)
+        await settle_sdk_threads()
+        return schedule_id
+
+    try:
+        schedule_id = asyncio.run(main())
+    except SigngateError as err:
+        _fail(err)
+    console.print(f"schedule {schedule_id} is in place")
+
+
 def register(app: typer.Typer) -> None:
+    """`signgate erase|hold|release SESSION` and `signgate retention schedule`."""
     for command in (erase, hold, release):
         app.command()(command)
+    app.add_typer(retention_app, name="retention")

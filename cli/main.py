@@ -45,7 +45,7 @@ app.add_typer(attest_app, name="attest")
 audit_app.add_typer(bundle_app)  # `signgate audit export` and `signgate audit verify-bundle`
 app.add_typer(ops_app, name="ops")
 app.add_typer(policy_app, name="policy")
-register_erasure(app)  # `signgate erase`, `signgate hold`, `signgate release`
+register_erasure(app)  # `signgate erase|hold|release` and `signgate retention schedule`
 
 console = Console()
 err_console = Console(stderr=True)
