@@ -53,7 +53,7 @@ def export(
         _usage(f"evidence_missing: no evidence store at {evidence_dir}")
     try:
         store: EvidenceStore = (
-            LocalEvidenceStore(evidence, default_data_keys(keys or settings.keys_dir))
+            LocalEvidenceStore(evidence, default_data_keys(settings.keys_dir))
             if evidence is not None
             else open_evidence_store(settings)
         )

@@ -121,6 +121,9 @@ class DataKeys:
             wrapped = self._kek.wrap(AESGCM.generate_key(bit_length=256), _context(session_id))
             record = {"kek_id": self._kek.key_id, "wrapped": wrapped.hex()}
             write_once(path, json.dumps(record).encode("utf-8"), mode=0o400)
+            # An erasure may have landed between our first check and our write: the
+            # tombstone wins, and the orphan key is never used (erase removes it again).
+            self._refuse_erased(session_id)
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
