@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from signgate.detectors.replay import PerceptualIndex
-from signgate.evidence import LocalEvidenceStore
+from signgate.evidence import EvidenceStore
+from signgate.evidence_stores import open_evidence_store
 from signgate.ledger import Ledger, open_ledger
 from signgate.settings import Settings
 from signgate.signer import Signer
@@ -19,7 +20,7 @@ from signgate.vendor_client import VendorClient
 @dataclass
 class ActivityDeps:
     settings: Settings
-    store: LocalEvidenceStore
+    store: EvidenceStore
     ledger: Ledger
     signer: Signer
     vendor: VendorClient
@@ -30,7 +31,7 @@ class ActivityDeps:
         signer = Signer.load_active(settings.keys_dir)
         return cls(
             settings=settings,
-            store=LocalEvidenceStore(settings.evidence_dir),
+            store=open_evidence_store(settings),
             ledger=open_ledger(settings, signer),
             signer=signer,
             perceptual_index=PerceptualIndex(settings.ledger_path),  # SQLite with either ledger

@@ -38,7 +38,9 @@ def export(
 ) -> None:
     """Write SESSION's audit bundle: entries, chain links, seals, attestation, public keys."""
     from signgate.audit_bundle import export_bundle
-    from signgate.evidence import LocalEvidenceStore
+    from signgate.envelope import default_data_keys
+    from signgate.evidence import EvidenceStore, LocalEvidenceStore
+    from signgate.evidence_stores import open_evidence_store
     from signgate.ledger import open_ledger
 
     settings = get_settings()
@@ -46,13 +48,19 @@ def export(
     evidence_dir = evidence or settings.evidence_dir
     if settings.ledger == "sqlite" and not ledger_path.exists():
         _usage(f"ledger_missing: no ledger at {ledger_path}")
-    if include_media and not evidence_dir.is_dir():
+    local = evidence is not None or settings.evidence == "local"
+    if include_media and local and not evidence_dir.is_dir():
         _usage(f"evidence_missing: no evidence store at {evidence_dir}")
     try:
+        store: EvidenceStore = (
+            LocalEvidenceStore(evidence, default_data_keys(settings.keys_dir))
+            if evidence is not None
+            else open_evidence_store(settings)
+        )
         manifest = export_bundle(
             open_ledger(settings, None, sqlite_path=ledger_path),
             keys or settings.keys_dir,
-            LocalEvidenceStore(evidence_dir),
+            store,
             session_id,
             out,
             include_media=include_media,

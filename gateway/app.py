@@ -19,7 +19,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
-from gateway import routes_codec, routes_jwks, routes_reviews, routes_sessions, routes_webhooks
+from gateway import (
+    routes_codec,
+    routes_jwks,
+    routes_reviews,
+    routes_sessions,
+    routes_uploads,
+    routes_webhooks,
+)
 from gateway.errors import Refusal, install_error_handlers
 from gateway.onboarding import TemporalAccess
 from gateway.state import Gateway
@@ -90,6 +97,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.include_router(routes_reviews.router)
     app.include_router(routes_jwks.router)
     app.mount("/codec", routes_codec.codec_app(gateway))
+    app.include_router(routes_uploads.router)
     # A server span per request. The first tracing configuration in a process wins, so a
     # host (or a test) that configured one already keeps it.
     configure_tracing("signgate-gateway")

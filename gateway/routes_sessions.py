@@ -186,6 +186,7 @@ async def upload_evidence(
         expected_sha256=expected,
         max_bytes=max_bytes,
         content_type=content_type[:_MAX_CONTENT_TYPE_CHARS],
+        session_id=session_id,
     )
 
 
@@ -201,7 +202,9 @@ async def submit_capture(
     for ref in submission.artifacts:
         # Content-addressed: the key names the hash, so "stored under this key" is
         # "stored with this hash". seal_evidence re-hashes the bytes before any check.
-        if ref.object_key != object_key_for(ref.sha256) or not gateway.store.exists(ref.object_key):
+        if ref.object_key != object_key_for(ref.sha256, session_id) or not gateway.store.exists(
+            ref.object_key
+        ):
             raise Refusal(
                 422,
                 "evidence_missing",

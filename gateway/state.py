@@ -8,7 +8,8 @@ import structlog
 from fastapi import Request
 
 from gateway.onboarding import Sessions, TemporalAccess
-from signgate.evidence import LocalEvidenceStore
+from signgate.evidence import EvidenceStore
+from signgate.evidence_stores import open_evidence_store
 from signgate.settings import Settings
 from signgate.webhooks import WebhookEventLog
 
@@ -18,7 +19,7 @@ class Gateway:
     settings: Settings
     temporal: TemporalAccess
     sessions: Sessions
-    store: LocalEvidenceStore
+    store: EvidenceStore
     events: WebhookEventLog
 
     @classmethod
@@ -27,7 +28,7 @@ class Gateway:
             settings=settings,
             temporal=temporal,
             sessions=Sessions(temporal, settings),
-            store=LocalEvidenceStore(settings.evidence_dir),
+            store=open_evidence_store(settings),
             events=WebhookEventLog(settings.gateway_db),
         )
 

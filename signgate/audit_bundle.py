@@ -39,7 +39,7 @@ from pydantic import ValidationError
 
 from signgate.attestation import AttestationInvalid, verify_attestation
 from signgate.errors import BadInput, SigngateError
-from signgate.evidence import READ_CHUNK_BYTES, LocalEvidenceStore
+from signgate.evidence import READ_CHUNK_BYTES, EvidenceStore
 from signgate.hashing import is_sha256_hex, merkle_root, sha256_hex
 from signgate.ledger import GENESIS_PREV_HASH, Ledger, chain_hash, entry_bytes
 from signgate.models import AttestationClaims, Frozen, LedgerEntry
@@ -105,7 +105,7 @@ class BundleReport(Frozen):
 def export_bundle(
     ledger: Ledger,
     keys_dir: Path,
-    store: LocalEvidenceStore,
+    store: EvidenceStore,
     session_id: str,
     out: Path,
     include_media: bool = False,
@@ -172,7 +172,7 @@ def _seal_of(entry: LedgerEntry) -> dict[str, Any]:
 
 
 def _copy_media(
-    store: LocalEvidenceStore, seals: list[dict[str, Any]], media_dir: Path
+    store: EvidenceStore, seals: list[dict[str, Any]], media_dir: Path
 ) -> list[BundleFile]:
     media_dir.mkdir(parents=True, exist_ok=True)
     copied: dict[str, BundleFile] = {}

@@ -6,10 +6,16 @@ written, fsynced temp file into place: a reader never sees a partial object, and
 existing object is never overwritten (same name means same bytes). Objects are then
 read-only (0o444). Raw media stays here; Temporal and the ledger see only `ArtifactRef`s.
 
+Objects uploaded for a session (what the gateway always does) are keyed
+`sessions/<session>/sha256/<hex>` and encrypted under that session's data key (see
+`signgate.envelope`); the name still carries the SHA-256 of the plaintext. Objects put
+without a session (test fixtures) keep the bare `sha256/<hex[:2]>/<hex>` key, unencrypted.
+
 Layout under `root`:
-    tmp/                              uploads in progress (removed on any failure)
-    objects/sha256/<hex[:2]>/<hex>    the objects
-    claims/<hex[:2]>/<hex>            which session first submitted this content
+    tmp/                                  uploads in progress (removed on any failure)
+    objects/sha256/<hex[:2]>/<hex>        unscoped objects (plaintext)
+    objects/sessions/<session>/<hex>      a session's objects (SGE1 ciphertext)
+    claims/<hex[:2]>/<hex>                which session first submitted this content
 """
 
 from __future__ import annotations
@@ -21,15 +27,18 @@ import re
 import tempfile
 from collections.abc import AsyncIterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol, cast
 
-from signgate.errors import BadInput, SigngateError
+from signgate.envelope import DataKeys, FrameEncryptor, decrypt_frames, valid_session_id
+from signgate.errors import BadInput, Fault, SigngateError
 from signgate.hashing import is_sha256_hex, sha256_hex
 from signgate.models import ArtifactKind, ArtifactRef
 from signgate.signer import fsync_dir, write_once
 
 READ_CHUNK_BYTES = 1024 * 1024
+SPOOL_BYTES = 16 * 1024 * 1024
 _OBJECT_KEY = re.compile(r"sha256/([0-9a-f]{2})/([0-9a-f]{64})")
+_SESSION_OBJECT_KEY = re.compile(r"sessions/([A-Za-z0-9_-]{1,64})/sha256/([0-9a-f]{64})")
 
 
 class EvidenceError(SigngateError):
@@ -63,16 +72,97 @@ class EvidenceKeyInvalid(EvidenceError, BadInput):
     http_status = 422
 
 
-def object_key_for(sha256: str) -> str:
-    return f"sha256/{sha256[:2]}/{sha256}"
+def object_key_for(sha256: str, session_id: str | None = None) -> str:
+    """The key of an object: scoped to (and encrypted for) a session, or bare (plaintext)."""
+    if session_id is None:
+        return f"sha256/{sha256[:2]}/{sha256}"
+    return f"sessions/{valid_session_id(session_id)}/sha256/{sha256}"
+
+
+def parse_object_key(object_key: str) -> tuple[str | None, str]:
+    """(session or None, sha256) of a valid key; `EvidenceKeyInvalid` for anything else."""
+    if isinstance(object_key, str):
+        scoped = _SESSION_OBJECT_KEY.fullmatch(object_key)
+        if scoped is not None:
+            return scoped.group(1), scoped.group(2)
+        bare = _OBJECT_KEY.fullmatch(object_key)
+        if bare is not None and bare.group(2)[:2] == bare.group(1):
+            return None, bare.group(2)
+    raise EvidenceKeyInvalid(f"not an evidence object key: {object_key!r}")
+
+
+class EvidenceStore(Protocol):
+    """What every evidence backend offers (local files, S3). Chosen by `open_evidence_store`."""
+
+    async def put_stream(
+        self,
+        kind: ArtifactKind,
+        chunks: AsyncIterable[bytes],
+        expected_sha256: str,
+        max_bytes: int,
+        content_type: str,
+        session_id: str | None = None,
+    ) -> ArtifactRef: ...
+
+    def put_bytes(
+        self,
+        kind: ArtifactKind,
+        data: bytes,
+        content_type: str,
+        expected_sha256: str | None = None,
+        max_bytes: int | None = None,
+        session_id: str | None = None,
+    ) -> ArtifactRef: ...
+
+    def open(self, object_key: str) -> BinaryIO: ...
+
+    def exists(self, object_key: str) -> bool: ...
+
+    def verify(self, ref: ArtifactRef) -> bool: ...
+
+    def claim(self, sha256: str, session_id: str) -> str: ...
+
+    @property
+    def data_keys(self) -> DataKeys | None: ...
+
+
+def verify_stream(stream: BinaryIO, ref: ArtifactRef) -> bool:
+    """Re-hash a readable (plaintext) stream and compare with the ref's hash and size."""
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in iter(lambda: stream.read(READ_CHUNK_BYTES), b""):
+        digest.update(chunk)
+        size += len(chunk)
+    return digest.hexdigest() == ref.sha256 and size == ref.size_bytes
+
+
+def decrypt_to_spool(data_keys: DataKeys, object_key: str, source: BinaryIO) -> BinaryIO:
+    """The plaintext of a session object as a rewound file (memory, then disk past 16 MiB).
+
+    Raises `EvidenceErased` if the session's key was destroyed.
+    """
+    session_id, _ = parse_object_key(object_key)
+    if session_id is None:
+        raise EvidenceKeyInvalid(f"{object_key} is not a session object")
+    key = data_keys.key_for(session_id)
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
+    try:
+        for chunk in decrypt_frames(key, object_key, source):
+            spool.write(chunk)
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    return cast(BinaryIO, spool)
 
 
 class LocalEvidenceStore:
     """Write-once content-addressed files under `root`. Safe across threads and processes:
     every mutation is a create-if-absent link, and nothing is ever modified in place."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, data_keys: DataKeys | None = None) -> None:
         self._root = root
+        self._data_keys = data_keys
         self._tmp = root / "tmp"
         self._objects = root / "objects"
         self._claims = root / "claims"
@@ -83,6 +173,10 @@ class LocalEvidenceStore:
     def root(self) -> Path:
         return self._root
 
+    @property
+    def data_keys(self) -> DataKeys | None:
+        return self._data_keys
+
     # ------------------------------------------------------------------ writing
 
     async def put_stream(
@@ -92,13 +186,14 @@ class LocalEvidenceStore:
         expected_sha256: str,
         max_bytes: int,
         content_type: str,
+        session_id: str | None = None,
     ) -> ArtifactRef:
         """Store an upload, hashing while streaming; refuse it unless it hashes as promised.
 
         Chunk writes go to the page cache and stay on the event loop; the fsync and the
         link, which can block for a while, run in a thread.
         """
-        upload = _Upload(self, kind, expected_sha256, max_bytes)
+        upload = _Upload(self, kind, expected_sha256, max_bytes, session_id)
         try:
             async for chunk in chunks:
                 upload.write(chunk)
@@ -114,6 +209,7 @@ class LocalEvidenceStore:
         content_type: str,
         expected_sha256: str | None = None,
         max_bytes: int | None = None,
+        session_id: str | None = None,
     ) -> ArtifactRef:
         """Synchronous convenience for small in-memory artifacts (tests, demo, sandbox).
 
@@ -122,7 +218,7 @@ class LocalEvidenceStore:
         """
         expected = expected_sha256 if expected_sha256 is not None else sha256_hex(data)
         limit = max_bytes if max_bytes is not None else len(data)
-        upload = _Upload(self, kind, expected, limit)
+        upload = _Upload(self, kind, expected, limit, session_id)
         try:
             upload.write(data)
             upload.commit()
@@ -130,9 +226,9 @@ class LocalEvidenceStore:
             upload.discard()
         return upload.ref(content_type)
 
-    def _place(self, tmp: Path, sha256: str) -> None:
+    def _place(self, tmp: Path, object_key: str) -> None:
         """Link the finished temp file to its object path; an existing object is kept."""
-        final = self._object_path(object_key_for(sha256))
+        final = self._object_path(object_key)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(tmp, 0o444)  # before the link: the object is never visible as writable
         try:
@@ -144,10 +240,20 @@ class LocalEvidenceStore:
     # ------------------------------------------------------------------ reading
 
     def open(self, object_key: str) -> BinaryIO:
+        """The plaintext; session objects are decrypted (`EvidenceErased` once shredded)."""
         try:
-            return self._object_path(object_key).open("rb")
+            stored = self._object_path(object_key).open("rb")
         except FileNotFoundError as err:
             raise EvidenceMissing(f"no evidence object {object_key}") from err
+        if parse_object_key(object_key)[0] is None:
+            return stored
+        with stored:
+            return decrypt_to_spool(self._require_keys(), object_key, stored)
+
+    def _require_keys(self) -> DataKeys:
+        if self._data_keys is None:
+            raise Fault("this evidence store has no data keys", reason="evidence_keys_missing")
+        return self._data_keys
 
     def exists(self, object_key: str) -> bool:
         return self._object_path(object_key).is_file()
@@ -157,13 +263,8 @@ class LocalEvidenceStore:
 
         Raises `EvidenceMissing` if the object is gone; False means it is there but changed.
         """
-        digest = hashlib.sha256()
-        size = 0
         with self.open(ref.object_key) as stored:
-            for chunk in iter(lambda: stored.read(READ_CHUNK_BYTES), b""):
-                digest.update(chunk)
-                size += len(chunk)
-        return digest.hexdigest() == ref.sha256 and size == ref.size_bytes
+            return verify_stream(stored, ref)
 
     # ------------------------------------------------------------------ claims
 
@@ -186,11 +287,11 @@ class LocalEvidenceStore:
     # ------------------------------------------------------------------ plumbing
 
     def _object_path(self, object_key: str) -> Path:
-        """The file for a key, accepting only `sha256/<hex[:2]>/<hex>` (no traversal)."""
-        match = _OBJECT_KEY.fullmatch(object_key) if isinstance(object_key, str) else None
-        if match is None or match.group(2)[:2] != match.group(1):
-            raise EvidenceKeyInvalid(f"not an evidence object key: {object_key!r}")
-        return self._objects / "sha256" / match.group(1) / match.group(2)
+        """The file for a key, accepting only the two key shapes (no traversal)."""
+        session_id, digest = parse_object_key(object_key)
+        if session_id is None:
+            return self._objects / "sha256" / digest[:2] / digest
+        return self._objects / "sessions" / session_id / digest
 
 
 def _valid_sha256(value: str) -> str:
@@ -206,7 +307,12 @@ class _Upload:
     """One upload in progress: a temp file under `tmp/`, hashed and counted as written."""
 
     def __init__(
-        self, store: LocalEvidenceStore, kind: ArtifactKind, expected_sha256: str, max_bytes: int
+        self,
+        store: LocalEvidenceStore,
+        kind: ArtifactKind,
+        expected_sha256: str,
+        max_bytes: int,
+        session_id: str | None,
     ) -> None:
         self._expected = _valid_sha256(expected_sha256)
         if max_bytes < 0:
@@ -214,21 +320,33 @@ class _Upload:
         self._store = store
         self._kind = kind
         self._max_bytes = max_bytes
+        self._session_id = session_id
+        # The key names the promised hash; commit refuses the object unless it matches.
+        self._object_key = object_key_for(self._expected, session_id)
         self._digest = hashlib.sha256()
         self._size = 0
+        key = store._require_keys().key_for(session_id) if session_id is not None else None
         fd, name = tempfile.mkstemp(dir=store.root / "tmp", prefix=f"{kind.value}.")
         self._tmp = Path(name)
         self._file = os.fdopen(fd, "wb")
+        self._encryptor = (
+            FrameEncryptor(key, self._object_key, self._file) if key is not None else None
+        )
 
     def write(self, chunk: bytes) -> None:
         self._size += len(chunk)
         if self._size > self._max_bytes:
             raise EvidenceTooLarge(f"{self._kind.value} is larger than {self._max_bytes} bytes")
         self._digest.update(chunk)
-        self._file.write(chunk)
+        if self._encryptor is not None:
+            self._encryptor.write(chunk)
+        else:
+            self._file.write(chunk)
 
     def commit(self) -> None:
         """Make the bytes durable, check the promised hash, then place the object."""
+        if self._encryptor is not None:
+            self._encryptor.finish()
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
@@ -237,7 +355,7 @@ class _Upload:
             raise EvidenceHashMismatch(
                 f"{self._kind.value} hashes to {actual}, not the declared {self._expected}"
             )
-        self._store._place(self._tmp, actual)
+        self._store._place(self._tmp, self._object_key)
 
     def discard(self) -> None:
         """Always called: the temp file goes, whether the object was placed or refused."""
@@ -251,5 +369,5 @@ class _Upload:
             sha256=sha256,
             size_bytes=self._size,
             content_type=content_type,
-            object_key=object_key_for(sha256),
+            object_key=object_key_for(sha256, self._session_id),
         )

@@ -21,7 +21,12 @@ from collections.abc import Sequence
 
 from signgate.canonical import canonical_json
 from signgate.errors import BadInput
-from signgate.evidence import EvidenceHashMismatch, LocalEvidenceStore
+from signgate.evidence import (
+    EvidenceHashMismatch,
+    EvidenceKeyInvalid,
+    EvidenceStore,
+    parse_object_key,
+)
 from signgate.hashing import merkle_root
 from signgate.models import ArtifactRef, CaptureMetadata, Frozen, SealedEvidence
 from signgate.signer import KeyRing, Signer
@@ -46,7 +51,7 @@ _STAMPED_FIELDS = frozenset(SealRecord.model_fields) - {"stamp_signature_b64"}
 
 
 def seal_round(
-    store: LocalEvidenceStore,
+    store: EvidenceStore,
     signer: Signer,
     session_id: str,
     round_no: int,
@@ -66,6 +71,8 @@ def seal_round(
     if not artifacts:
         raise BadInput("a capture round needs at least one artifact", reason="evidence_empty")
     for ref in artifacts:
+        if parse_object_key(ref.object_key)[0] not in (None, session_id):
+            raise EvidenceKeyInvalid(f"{ref.object_key} belongs to another session")
         if not store.verify(ref):
             raise EvidenceHashMismatch(
                 f"stored {ref.kind.value} {ref.object_key} no longer matches its sha256/size"

@@ -81,6 +81,14 @@ class Settings(BaseSettings):
     ledger_schema: str = Field(default="signgate", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     # A signed checkpoint (tree head) after every this many entries; 0 = only on demand.
     checkpoint_every: int = Field(default=64, ge=0)
+    # Evidence backend: files under var/evidence, or an S3 bucket under Object Lock.
+    evidence: Literal["local", "s3"] = "local"
+    s3_endpoint_url: str | None = None  # unset = AWS; set for MinIO, moto, ...
+    s3_bucket: str = "signgate-evidence"
+    s3_region: str = "us-east-1"
+    # COMPLIANCE-mode default retention of the bucket, and the retention sweep's window.
+    evidence_retention_days: int = Field(default=30, ge=1)
+    evidence_retention_days_by_tenant: dict[str, int] = Field(default_factory=dict)
 
     @property
     def evidence_dir(self) -> Path:

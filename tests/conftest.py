@@ -24,6 +24,7 @@ import pytest_asyncio
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from tests.moto_s3 import moto_s3_url  # noqa: F401  (session-scoped S3 fixture)
 from tests.support import payload_codec_for_tests
 from workers.binaries import temporal_test_server_path
 from workers.client import data_converter

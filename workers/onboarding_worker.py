@@ -19,8 +19,10 @@ from temporalio.worker import Worker
 
 from activities import all_activities
 from activities.deps import ActivityDeps
+from activities.retention import RetentionActivities
 from signgate.settings import Settings
 from workflows.onboarding import OnboardingWorkflow
+from workflows.retention import RetentionSweepWorkflow
 
 
 def build_worker(
@@ -29,8 +31,8 @@ def build_worker(
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[OnboardingWorkflow],
-        activities=all_activities(deps),
+        workflows=[OnboardingWorkflow, RetentionSweepWorkflow],
+        activities=[*all_activities(deps), RetentionActivities(deps).sweep_retention],
         activity_executor=concurrent.futures.ThreadPoolExecutor(max_workers=16),
         # After a worker dies its sticky queue would hold the next task for 10 s;
         # a short timeout lets another worker pick the session up quickly.
@@ -44,6 +46,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     from signgate.payload_codec import codec_for
     from signgate.tracing import configure_tracing
     from workers.client import connect_client
+    from workers.retention_schedule import ensure_retention_schedule
 
     configure_tracing("signgate-worker")
     client = await connect_client(
@@ -52,6 +55,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     deps = ActivityDeps.from_settings(settings)
     try:
         async with build_worker(client, settings, deps):
+            await ensure_retention_schedule(client, settings)
             await (stop or asyncio.Event()).wait()
     finally:
         await deps.aclose()

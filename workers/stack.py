@@ -21,6 +21,7 @@ from workers.client import connect_client
 from workers.devserver import DevServer, ui_codec_endpoint_for
 from workers.onboarding_worker import build_worker
 from workers.ports import ensure_port_free
+from workers.retention_schedule import ensure_retention_schedule
 
 log = structlog.get_logger(__name__)
 
@@ -77,6 +78,7 @@ async def embedded_stack(
             tasks.append(asyncio.create_task(serve_gateway(settings, stop, client=client)))
             async with build_worker(client, settings, deps):
                 await _wait_until_serving(settings, tasks)
+                await ensure_retention_schedule(client, settings)
                 log.info(
                     "stack_ready", gateway=settings.gateway_url, temporal=settings.temporal_address
                 )

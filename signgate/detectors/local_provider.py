@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from signgate.detectors.base import PROVIDER, Evidence
-from signgate.evidence import LocalEvidenceStore
+from signgate.evidence import EvidenceStore
 from signgate.models import (
     ArtifactKind,
     ArtifactRef,
@@ -46,7 +46,7 @@ class StoredMedia(Mapping[ArtifactKind, bytes]):
     by a detector that asks for it, not five times per round.
     """
 
-    def __init__(self, store: LocalEvidenceStore, artifacts: Sequence[ArtifactRef]) -> None:
+    def __init__(self, store: EvidenceStore, artifacts: Sequence[ArtifactRef]) -> None:
         self._store = store
         self._refs = {ref.kind: ref for ref in artifacts}
         self._loaded: dict[ArtifactKind, bytes] = {}
@@ -65,7 +65,7 @@ class StoredMedia(Mapping[ArtifactKind, bytes]):
 
 
 class LocalProvider:
-    def __init__(self, store: LocalEvidenceStore) -> None:
+    def __init__(self, store: EvidenceStore) -> None:
         self._store = store
 
     def load_evidence(self, request: CheckRequest) -> Evidence:

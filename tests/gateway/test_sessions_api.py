@@ -149,7 +149,7 @@ async def test_upload_streams_into_the_store_and_returns_the_ref(gw: GatewayStac
         "sha256": sha256(data),
         "size_bytes": len(data),
         "content_type": "image/jpeg",
-        "object_key": object_key_for(sha256(data)),
+        "object_key": object_key_for(sha256(data), sid),
     }
     with gw.deps.store.open(ref["object_key"]) as stored:
         assert stored.read() == data
@@ -166,8 +166,8 @@ async def test_upload_with_wrong_hash_is_422_and_nothing_is_stored(gw: GatewaySt
         )
     assert response.status_code == 422
     assert error_reason(response) == "evidence_hash_mismatch"
-    assert not gw.deps.store.exists(object_key_for(sha256(data)))
-    assert not gw.deps.store.exists(object_key_for(sha256(b"other bytes")))
+    assert not gw.deps.store.exists(object_key_for(sha256(data), sid))
+    assert not gw.deps.store.exists(object_key_for(sha256(b"other bytes"), sid))
     assert list((gw.settings.evidence_dir / "tmp").iterdir()) == []
 
 
@@ -200,7 +200,7 @@ async def test_upload_over_the_cap_is_413(gw: GatewayStack) -> None:
     for response in (declared, streamed):
         assert response.status_code == 413, response.text
         assert error_reason(response) == "evidence_too_large"
-    assert not gw.deps.store.exists(object_key_for(sha256(data)))
+    assert not gw.deps.store.exists(object_key_for(sha256(data), sid))
 
 
 async def test_upload_to_unknown_session_is_404(gw: GatewayStack) -> None:
@@ -225,7 +225,7 @@ async def test_submit_with_unknown_artifact_is_422_and_not_signaled(gw: GatewayS
                 "sha256": ghost,
                 "size_bytes": 10,
                 "content_type": "image/jpeg",
-                "object_key": object_key_for(ghost),
+                "object_key": object_key_for(ghost, sid),
             }
         ],
         "capture": {"challenge_nonce": created["challenge_nonce"]},
