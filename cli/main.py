@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.audit_bundle import bundle_app
+from cli.keys import keys_app
 from cli.ops import ops_app
 from cli.policy import policy_app
 from signgate.errors import SigngateError
@@ -44,6 +45,7 @@ app.add_typer(attest_app, name="attest")
 audit_app.add_typer(bundle_app)  # `signgate audit export` and `signgate audit verify-bundle`
 app.add_typer(ops_app, name="ops")
 app.add_typer(policy_app, name="policy")
+app.add_typer(keys_app, name="keys")
 
 console = Console()
 err_console = Console(stderr=True)

@@ -8,6 +8,7 @@ import structlog
 from fastapi import Request
 
 from gateway.onboarding import Sessions, TemporalAccess
+from signgate.api_keys import KeyStore, key_store_path
 from signgate.evidence import LocalEvidenceStore
 from signgate.settings import Settings
 from signgate.webhooks import WebhookEventLog
@@ -20,6 +21,7 @@ class Gateway:
     sessions: Sessions
     store: LocalEvidenceStore
     events: WebhookEventLog
+    keys: KeyStore
 
     @classmethod
     def from_settings(cls, settings: Settings, temporal: TemporalAccess) -> Gateway:
@@ -29,6 +31,7 @@ class Gateway:
             sessions=Sessions(temporal, settings),
             store=LocalEvidenceStore(settings.evidence_dir),
             events=WebhookEventLog(settings.gateway_db),
+            keys=KeyStore(key_store_path(settings.var_dir)),
         )
 
 
