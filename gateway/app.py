@@ -21,6 +21,7 @@ from temporalio.client import Client
 
 from gateway import routes_reviews, routes_sessions, routes_webhooks
 from gateway.errors import Refusal, install_error_handlers
+from gateway.guards import install_guards
 from gateway.onboarding import TemporalAccess
 from gateway.state import Gateway
 from signgate.metrics import REVIEW_QUEUE_DEPTH, REVIEW_QUEUE_OLDEST_AGE
@@ -84,6 +85,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app = FastAPI(title="signgate gateway", version="1", description=__doc__, lifespan=lifespan)
     app.state.gateway = gateway
     install_error_handlers(app)
+    install_guards(app, gateway)
     app.add_middleware(RequestContext)
     app.include_router(routes_sessions.router)
     app.include_router(routes_webhooks.router)
