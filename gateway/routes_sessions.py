@@ -43,7 +43,7 @@ AnyKey = Annotated[Caller, Depends(require("app", "reviewer", "senior_reviewer",
 
 _SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
 _MAX_CONTENT_TYPE_CHARS = 127
-_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]{1,128}")
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]{1,128}")
 # Control, format (bidi overrides, zero-width), surrogate, private-use, unassigned.
 _HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
@@ -61,10 +61,10 @@ class CreateSession(BaseModel):
     @field_validator("subject_ref")
     @classmethod
     def _plain_id(cls, value: str) -> str:
-        """An id is visible ASCII: no NUL, no bidi override, no look-alike letters, so the
+        """An id is printable ASCII: no NUL, no bidi override, no look-alike letters, so the
         id a reviewer reads is the id the ledger holds (and a reviewer's own is spotted)."""
-        if not _VISIBLE_ASCII.fullmatch(value):
-            raise ValueError("subject_ref must be 1-128 visible ASCII characters")
+        if not _PRINTABLE_ASCII.fullmatch(value) or not value.strip():
+            raise ValueError("subject_ref must be 1-128 printable ASCII characters")
         return value
 
     @field_validator("intent")
