@@ -16,7 +16,7 @@ from gateway.auth import require
 from gateway.errors import Refusal
 from gateway.onboarding import CAPTURE_STAGES, Sessions, workflow_id
 from gateway.state import Gateway, bind_session, gateway_of
-from gateway.uploads import inspected
+from gateway.uploads import Inspection
 from policies.experiments import Assignment, assign_policy, load_experiment
 from policies.loader import load_policy
 from signgate.api_keys import Caller
@@ -212,14 +212,17 @@ async def upload_evidence(
     max_bytes = gateway.settings.max_upload_bytes[kind]
     _refuse_oversize(kind, content_length, max_bytes)
     await _awaiting_capture(gateway.sessions, key, session_id)
-    return await gateway.store.put_stream(
+    inspection = Inspection(kind, content_type)
+    ref = await gateway.store.put_stream(
         kind,
         # Checked while it streams: a refusal raised here makes the store discard it.
-        inspected(kind, request.stream(), content_type),
+        inspection.stream(request.stream()),
         expected_sha256=expected,
         max_bytes=max_bytes,
         content_type=content_type[:_MAX_CONTENT_TYPE_CHARS],
     )
+    # The ref names what the bytes are, not what the client called them.
+    return ref.model_copy(update={"content_type": inspection.media_type or ref.content_type})
 
 
 @router.post("/{session_id}/submit", status_code=202, summary="Submit a capture round. Roles: app")

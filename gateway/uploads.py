@@ -1,11 +1,11 @@
 """Evidence uploads are what they claim to be, checked while they stream, before they are kept.
 
-`inspected(kind, chunks)` passes the upload's chunks through to the evidence store and
-checks them on the way: the first bytes against the kind's magic numbers (JPEG/PNG/WebP
-for images, MP4/WebM for video, JSON for device signals), then at the end of the stream
-the whole artifact (an image's header for its pixel count, then a full decode; a video's
-container structure; the signals' JSON). A refusal is raised from inside the stream, so
-the store discards its temp file and nothing is kept.
+`Inspection(kind, declared).stream(chunks)` passes the upload's chunks through to the
+evidence store and checks them on the way: the first bytes against the kind's magic
+numbers (JPEG/PNG/WebP for images, MP4/WebM for video, JSON for device signals), then at
+the end of the stream the whole artifact (an image's header for its pixel count, then a
+full decode; a video's container structure; the signals' JSON). A refusal is raised
+from inside the stream, so the store discards its temp file and nothing is kept.
 
 Images are decoded under a pixel cap set here on purpose (`Image.MAX_IMAGE_PIXELS`): the
 header is read first and a bomb is refused from its declared size without decoding a
@@ -89,39 +89,47 @@ def check_declared(kind: ArtifactKind, declared: str, sniffed: str) -> None:
     raise refuse_type(kind, f"{sniffed} sent as {media_type[:60]!r}")
 
 
-async def inspected(
-    kind: ArtifactKind, chunks: AsyncIterable[bytes], declared_type: str
-) -> AsyncIterator[bytes]:
-    """`chunks`, passed through, raising a Refusal as soon as they show a bad artifact."""
-    head = b""
-    sniffed: str | None = None
-    kept = bytearray()  # images and JSON are checked whole at the end; both are capped small
-    mp4 = _Mp4Walker() if kind is ArtifactKind.liveness_video else None
-    async for chunk in chunks:
-        if sniffed is None:
-            head += chunk
-            if len(head) < _SNIFF_BYTES:
-                continue
+class Inspection:
+    """One upload's check; after the stream, `media_type` is what the bytes showed."""
+
+    def __init__(self, kind: ArtifactKind, declared_type: str) -> None:
+        self.kind = kind
+        self.declared_type = declared_type
+        self.media_type: str | None = None
+
+    async def stream(self, chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+        """`chunks`, passed through, raising a Refusal as soon as they show a bad artifact."""
+        kind = self.kind
+        head = b""
+        sniffed: str | None = None
+        kept = bytearray()  # images and JSON are checked whole at the end; both are capped
+        mp4 = _Mp4Walker() if kind is ArtifactKind.liveness_video else None
+        async for chunk in chunks:
+            if sniffed is None:
+                head += chunk
+                if len(head) < _SNIFF_BYTES:
+                    continue
+                sniffed = sniff(kind, head)
+                check_declared(kind, self.declared_type, sniffed)
+                chunk, head = head, b""
+            if kind is not ArtifactKind.liveness_video:
+                kept += chunk
+            elif mp4 is not None and sniffed == "video/mp4":
+                mp4.feed(chunk)
+            elif sniffed == "video/webm" and len(kept) < 64 * 1024:
+                kept += chunk[: 64 * 1024 - len(kept)]
+            yield chunk
+        if sniffed is None:  # shorter than the sniff window
+            if not head:
+                raise Refusal(422, "evidence_empty", f"{kind.value} is empty")
             sniffed = sniff(kind, head)
-            check_declared(kind, declared_type, sniffed)
-            chunk, head = head, b""
-        if kind is not ArtifactKind.liveness_video:
-            kept += chunk
-        elif mp4 is not None and sniffed == "video/mp4":
-            mp4.feed(chunk)
-        elif sniffed == "video/webm" and len(kept) < 64 * 1024:
-            kept += chunk[: 64 * 1024 - len(kept)]
-        yield chunk
-    if sniffed is None:  # shorter than the sniff window
-        if not head:
-            raise Refusal(422, "evidence_empty", f"{kind.value} is empty")
-        sniffed = sniff(kind, head)
-        check_declared(kind, declared_type, sniffed)
-        kept += head
-        if mp4 is not None:
-            mp4.feed(head)
-        yield head
-    await asyncio.to_thread(_check_whole, kind, sniffed, bytes(kept), mp4)
+            check_declared(kind, self.declared_type, sniffed)
+            kept += head
+            if mp4 is not None:
+                mp4.feed(head)
+            yield head
+        await asyncio.to_thread(_check_whole, kind, sniffed, bytes(kept), mp4)
+        self.media_type = sniffed
 
 
 def _check_whole(kind: ArtifactKind, sniffed: str, data: bytes, mp4: _Mp4Walker | None) -> None:

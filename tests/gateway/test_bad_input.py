@@ -154,6 +154,9 @@ async def test_upload_is_sniffed_and_checked(
     assert response.status_code == want_status, response.text
     if want_reason is None:
         assert gw.deps.store.exists(response.json()["object_key"])
+        sniffed = response.json()["content_type"]
+        assert sniffed == content_type or content_type == "application/octet-stream"
+        assert sniffed != "application/octet-stream"
         return
     assert response.json()["error"]["reason"] == want_reason
     await assert_nothing_happened(gw, sid, before, (status.stage, status.round))
