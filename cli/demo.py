@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from PIL import Image, ImageDraw
 from pydantic import BaseModel
 
+from signgate.api_keys import DEV_IDENTITIES
 from signgate.client import GatewayClient
 from signgate.ledger import open_ledger
 from signgate.models import ArtifactKind, ArtifactRef, CaptureMetadata, Stage
+from signgate.sample_media import mp4_bytes
 from signgate.settings import Settings
 from signgate.signer import KeyRing
 from signgate.verification import verify_attestation_with_ledger
@@ -67,7 +69,11 @@ async def run_session(settings: Settings, keys: DemoKeys, scenario: str) -> Demo
         sid = created["session_id"]
         refs: list[ArtifactRef] = []
         for kind in MEDIA_KINDS:
-            refs.append(await app.upload(sid, kind, synthetic_image(f"{scenario}"), "image/jpeg"))
+            if kind is ArtifactKind.liveness_video:
+                refs.append(await app.upload(sid, kind, mp4_bytes(scenario), "video/mp4"))
+            else:
+                media = synthetic_image(f"{scenario}")
+                refs.append(await app.upload(sid, kind, media, "image/jpeg"))
         capture = CaptureMetadata(challenge_nonce=created["challenge_nonce"], scenario=scenario)
         await app.submit(sid, refs, capture)
         status = await app.wait_for(sid, set(TERMINAL_OR_REVIEW), timeout_s=120)
@@ -75,7 +81,7 @@ async def run_session(settings: Settings, keys: DemoKeys, scenario: str) -> Demo
         if status.stage in (Stage.awaiting_review, Stage.escalated):
             async with GatewayClient(settings.gateway_url, keys.reviewer) as reviewer:
                 await reviewer.review(sid, approve=True, reason="demo: selfie matches the ID")
-                reviewed_by = settings.api_keys[keys.reviewer].principal
+                reviewed_by = DEV_IDENTITIES["reviewer"].principal
             status = await app.wait_for(sid, timeout_s=60)
         attestation_valid = False
         if status.stage is Stage.accepted:

@@ -18,6 +18,7 @@ from rich.table import Table
 from cli.audit_bundle import bundle_app
 from cli.audit_proofs import proofs_app
 from cli.erasure import register as register_erasure
+from cli.keys import keys_app
 from cli.ops import ops_app
 from cli.policy import policy_app
 from cli.signing_keys import payload_key_app, signing_key_app
@@ -51,6 +52,7 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(signing_key_app, name="signing-key")
 app.add_typer(payload_key_app, name="payload-key")
 register_erasure(app)  # `signgate erase|hold|release` and `signgate retention schedule`
+app.add_typer(keys_app, name="keys")
 
 console = Console()
 err_console = Console(stderr=True)

@@ -28,6 +28,7 @@ from gateway import (
     routes_webhooks,
 )
 from gateway.errors import Refusal, install_error_handlers
+from gateway.guards import install_guards
 from gateway.onboarding import TemporalAccess
 from gateway.state import Gateway
 from signgate.metrics import REVIEW_QUEUE_DEPTH, REVIEW_QUEUE_OLDEST_AGE
@@ -91,6 +92,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app = FastAPI(title="signgate gateway", version="1", description=__doc__, lifespan=lifespan)
     app.state.gateway = gateway
     install_error_handlers(app)
+    install_guards(app, gateway)
     app.add_middleware(RequestContext)
     app.include_router(routes_sessions.router)
     app.include_router(routes_webhooks.router)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import unicodedata
 import uuid
 from typing import Annotated
 
@@ -14,8 +16,10 @@ from gateway.auth import require
 from gateway.errors import Refusal
 from gateway.onboarding import CAPTURE_STAGES, Sessions, workflow_id
 from gateway.state import Gateway, bind_session, gateway_of
+from gateway.uploads import Inspection
 from policies.experiments import Assignment, assign_policy, load_experiment
 from policies.loader import load_policy
+from signgate.api_keys import Caller
 from signgate.errors import BadInput
 from signgate.evidence import object_key_for
 from signgate.models import (
@@ -25,19 +29,23 @@ from signgate.models import (
     Mode,
     OnboardingRequest,
     OnboardingStatus,
+    ReviewerRole,
 )
-from signgate.settings import ApiKey
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
 SESSION_ID = r"^[A-Za-z0-9_-]{8,64}$"
 SessionId = Annotated[str, Path(pattern=SESSION_ID)]
 GatewayDep = Annotated[Gateway, Depends(gateway_of)]
-AppKey = Annotated[ApiKey, Depends(require("app"))]
-AnyKey = Annotated[ApiKey, Depends(require("app", "reviewer", "senior_reviewer", "ops"))]
+AppKey = Annotated[Caller, Depends(require("app"))]
+# App keys see their own tenant only (Sessions.authorize); staff keys see every tenant.
+AnyKey = Annotated[Caller, Depends(require("app", "reviewer", "senior_reviewer", "ops", "admin"))]
 
 _SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
 _MAX_CONTENT_TYPE_CHARS = 127
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]{1,128}")
+# Control, format (bidi overrides, zero-width), surrogate, private-use, unassigned.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
 class CreateSession(BaseModel):
@@ -49,6 +57,22 @@ class CreateSession(BaseModel):
     mode: Mode = Mode.enforce
     policy_id: str | None = None
     callback_url: str | None = None
+
+    @field_validator("subject_ref")
+    @classmethod
+    def _plain_id(cls, value: str) -> str:
+        """An id is printable ASCII: no NUL, no bidi override, no look-alike letters, so the
+        id a reviewer reads is the id the ledger holds (and a reviewer's own is spotted)."""
+        if not _PRINTABLE_ASCII.fullmatch(value) or not value.strip():
+            raise ValueError("subject_ref must be 1-128 printable ASCII characters")
+        return value
+
+    @field_validator("intent")
+    @classmethod
+    def _no_hidden_characters(cls, value: str) -> str:
+        if any(unicodedata.category(ch) in _HIDDEN_CATEGORIES for ch in value):
+            raise ValueError("intent must not contain control or formatting characters")
+        return value
 
     @field_validator("callback_url")
     @classmethod
@@ -94,7 +118,9 @@ def _policy_and_mode(body: CreateSession, tenant_id: str, session_id: str) -> tu
     return assigned.policy_id, mode
 
 
-def _onboarding_request(body: CreateSession, key: ApiKey, gateway: Gateway) -> OnboardingRequest:
+def _onboarding_request(
+    body: CreateSession, key: Caller, gateway: Gateway, reviewers: dict[str, ReviewerRole]
+) -> OnboardingRequest:
     settings = gateway.settings
     session_id = body.session_id or uuid.uuid4().hex
     policy_id, mode = _policy_and_mode(body, key.tenant_id, session_id)
@@ -108,7 +134,7 @@ def _onboarding_request(body: CreateSession, key: ApiKey, gateway: Gateway) -> O
             policy_id=policy_id,
             callback_url=body.callback_url,
             timeouts=settings.timeouts,
-            reviewers=settings.reviewer_roster(),
+            reviewers=reviewers,
         )
     except ValidationError as exc:
         # Same 422 shape as a body FastAPI refused; the input itself is never echoed.
@@ -117,9 +143,11 @@ def _onboarding_request(body: CreateSession, key: ApiKey, gateway: Gateway) -> O
         ) from exc
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, summary="Start an onboarding session. Roles: app")
 async def create_session(body: CreateSession, key: AppKey, gateway: GatewayDep) -> SessionCreated:
-    request = _onboarding_request(body, key, gateway)
+    # Who may review is fixed at start (the workflow's validator checks against it).
+    reviewers = await asyncio.to_thread(gateway.keys.reviewer_roster)
+    request = _onboarding_request(body, key, gateway, reviewers)
     bind_session(request.session_id)
     await gateway.sessions.start(request)
     status = await gateway.sessions.status(request.session_id, wait_for_challenge=True)
@@ -131,7 +159,7 @@ async def create_session(body: CreateSession, key: AppKey, gateway: GatewayDep) 
     )
 
 
-async def _awaiting_capture(sessions: Sessions, key: ApiKey, session_id: str) -> None:
+async def _awaiting_capture(sessions: Sessions, key: Caller, session_id: str) -> None:
     await sessions.authorize(key, session_id)
     status = await sessions.status(session_id)
     if status.stage not in CAPTURE_STAGES:
@@ -164,7 +192,11 @@ def _refuse_oversize(kind: ArtifactKind, content_length: str | None, max_bytes: 
         raise Refusal(413, "evidence_too_large", f"{kind.value} is limited to {max_bytes} bytes")
 
 
-@router.put("/{session_id}/evidence/{kind}", status_code=201)
+@router.put(
+    "/{session_id}/evidence/{kind}",
+    status_code=201,
+    summary="Upload one evidence artifact (streamed, sniffed, capped). Roles: app",
+)
 async def upload_evidence(
     session_id: SessionId,
     kind: ArtifactKind,
@@ -180,17 +212,21 @@ async def upload_evidence(
     max_bytes = gateway.settings.max_upload_bytes[kind]
     _refuse_oversize(kind, content_length, max_bytes)
     await _awaiting_capture(gateway.sessions, key, session_id)
-    return await gateway.store.put_stream(
+    inspection = Inspection(kind, content_type)
+    ref = await gateway.store.put_stream(
         kind,
-        request.stream(),
+        # Checked while it streams: a refusal raised here makes the store discard it.
+        inspection.stream(request.stream()),
         expected_sha256=expected,
         max_bytes=max_bytes,
         content_type=content_type[:_MAX_CONTENT_TYPE_CHARS],
         session_id=session_id,
     )
+    # The ref names what the bytes are, not what the client called them.
+    return ref.model_copy(update={"content_type": inspection.media_type or ref.content_type})
 
 
-@router.post("/{session_id}/submit", status_code=202)
+@router.post("/{session_id}/submit", status_code=202, summary="Submit a capture round. Roles: app")
 async def submit_capture(
     session_id: SessionId,
     submission: Annotated[EvidenceSubmission, Body()],
@@ -215,7 +251,10 @@ async def submit_capture(
     return SessionStage(session_id=session_id, stage=status.stage.value)
 
 
-@router.get("/{session_id}")
+@router.get(
+    "/{session_id}",
+    summary="Session status. Roles: app (own tenant), reviewer, senior_reviewer, ops, admin",
+)
 async def session_status(
     session_id: SessionId, key: AnyKey, gateway: GatewayDep
 ) -> OnboardingStatus:
@@ -224,7 +263,7 @@ async def session_status(
     return await gateway.sessions.status(session_id)
 
 
-@router.get("/{session_id}/attestation")
+@router.get("/{session_id}/attestation", summary="The signing attestation. Roles: app")
 async def attestation(session_id: SessionId, key: AppKey, gateway: GatewayDep) -> Attestation:
     bind_session(session_id)
     await gateway.sessions.authorize(key, session_id)

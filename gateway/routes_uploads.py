@@ -43,7 +43,11 @@ class DirectUpload(BaseModel):
     ref: ArtifactRef
 
 
-@router.post("/{session_id}/evidence/{kind}/upload-url", status_code=201)
+@router.post(
+    "/{session_id}/evidence/{kind}/upload-url",
+    status_code=201,
+    summary="A presigned S3 PUT for one artifact (SIGNGATE_EVIDENCE=s3). Roles: app",
+)
 async def upload_url(
     session_id: SessionId,
     kind: ArtifactKind,
@@ -52,6 +56,8 @@ async def upload_url(
     gateway: GatewayDep,
 ) -> DirectUpload:
     bind_session(session_id)
+    # Tenant and stage first: another tenant's caller learns nothing, not even the backend.
+    await _awaiting_capture(gateway.sessions, key, session_id)
     store = gateway.store
     if not isinstance(store, S3EvidenceStore):
         raise Refusal(409, "direct_upload_unsupported", "direct uploads need SIGNGATE_EVIDENCE=s3")
@@ -59,7 +65,6 @@ async def upload_url(
     max_bytes = gateway.settings.max_upload_bytes[kind]
     if intent.size_bytes > max_bytes:
         raise Refusal(413, "evidence_too_large", f"{kind.value} is limited to {max_bytes} bytes")
-    await _awaiting_capture(gateway.sessions, key, session_id)
     content_type = intent.content_type[:_MAX_CONTENT_TYPE_CHARS]
     upload = store.presign_upload(session_id, sha256, intent.size_bytes, content_type)
     ref = ArtifactRef(

@@ -8,6 +8,7 @@ import structlog
 from fastapi import Request
 
 from gateway.onboarding import Sessions, TemporalAccess
+from signgate.api_keys import KeyStore, key_store_path
 from signgate.evidence import EvidenceStore
 from signgate.evidence_stores import open_evidence_store
 from signgate.settings import Settings
@@ -21,6 +22,7 @@ class Gateway:
     sessions: Sessions
     store: EvidenceStore
     events: WebhookEventLog
+    keys: KeyStore
 
     @classmethod
     def from_settings(cls, settings: Settings, temporal: TemporalAccess) -> Gateway:
@@ -30,6 +32,7 @@ class Gateway:
             sessions=Sessions(temporal, settings),
             store=open_evidence_store(settings),
             events=WebhookEventLog(settings.gateway_db),
+            keys=KeyStore(key_store_path(settings.var_dir)),
         )
 
 

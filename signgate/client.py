@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import uuid
 from typing import Any
 
 import httpx
@@ -32,7 +33,16 @@ class GatewayError(SigngateError):
         self.status_code = status_code
 
 
+def _retry_after_s(response: httpx.Response, cap_s: float = 10.0) -> float:
+    try:
+        return min(cap_s, max(0.0, float(response.headers.get("retry-after", "1"))))
+    except ValueError:
+        return 1.0
+
+
 class GatewayClient:
+    RATE_LIMIT_RETRIES = 3
+
     def __init__(self, base_url: str, api_key: str, timeout_s: float = 30.0) -> None:
         self._http = httpx.AsyncClient(
             base_url=base_url, headers={"X-API-Key": api_key}, timeout=timeout_s
@@ -48,7 +58,17 @@ class GatewayClient:
         await self._http.aclose()
 
     async def _call(self, method: str, url: str, **kwargs: Any) -> Any:
-        response = await self._http.request(method, url, **kwargs)
+        """One API call. Every POST carries a fresh Idempotency-Key, reused on this call's
+        own retries, so a retry after a lost response never acts twice. A 429 is retried
+        after its Retry-After (capped), a bounded number of times."""
+        if method == "POST":
+            headers = {"Idempotency-Key": uuid.uuid4().hex, **kwargs.pop("headers", {})}
+            kwargs["headers"] = headers
+        for attempt in range(self.RATE_LIMIT_RETRIES + 1):
+            response = await self._http.request(method, url, **kwargs)
+            if response.status_code != 429 or attempt == self.RATE_LIMIT_RETRIES:
+                break
+            await asyncio.sleep(_retry_after_s(response))
         if response.status_code >= 400:
             try:
                 error = response.json()["error"]

@@ -9,10 +9,9 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from signgate.errors import BadInput
 from signgate.models import ArtifactKind, ReviewerRole, SessionTimeouts
 
-Role = Literal["app", "reviewer", "senior_reviewer", "ops"]
+Role = Literal["app", "reviewer", "senior_reviewer", "ops", "admin"]
 
 
 class ApiKey(BaseModel):
@@ -20,13 +19,6 @@ class ApiKey(BaseModel):
     principal: str  # app id or reviewer id the key acts as
     tenant_id: str = "demo"
 
-
-DEV_API_KEYS: dict[str, ApiKey] = {
-    "dev-app-key": ApiKey(role="app", principal="demo-app"),
-    "dev-reviewer-key": ApiKey(role="reviewer", principal="rev-alice"),
-    "dev-senior-key": ApiKey(role="senior_reviewer", principal="rev-bob"),
-    "dev-ops-key": ApiKey(role="ops", principal="ops-carol"),
-}
 
 MiB = 1024 * 1024
 
@@ -55,7 +47,12 @@ class Settings(BaseSettings):
     webhook_secrets: list[str] = Field(default_factory=lambda: ["dev-webhook-secret"])
     webhook_tolerance_s: int = 300
 
-    api_keys: dict[str, ApiKey] = Field(default_factory=lambda: dict(DEV_API_KEYS))
+    # API keys live hashed in the key store (signgate/api_keys.py), never in settings.
+    # Per-key token bucket: sustained requests per second, and the burst on top.
+    rate_limit_per_s: float = 50.0
+    rate_limit_burst: int = 100
+    # Cap on every request body except evidence uploads (which have max_upload_bytes).
+    max_request_body_bytes: int = 256 * 1024
     max_upload_bytes: dict[ArtifactKind, int] = Field(
         default_factory=lambda: {
             ArtifactKind.selfie: 15 * MiB,
@@ -120,17 +117,22 @@ class Settings(BaseSettings):
         return self.vendor_url or f"http://127.0.0.1:{self.sandbox_port}"
 
     def api_key_for(self, role: Role) -> str:
-        """The first configured key holding `role` (for the CLI and the demo)."""
-        for key, holder in self.api_keys.items():
-            if holder.role == role:
-                return key
-        raise BadInput(f"no API key with role {role!r} is configured", reason="api_key_missing")
+        """The embedded stack's dev key holding `role` (for the CLI, the demo and tests).
+
+        Read from the 0600 file `signgate dev` writes at first start; settings hold no keys.
+        """
+        from signgate.api_keys import dev_key_for
+
+        return dev_key_for(self.var_dir, role)
 
     def reviewer_roster(self) -> dict[str, ReviewerRole]:
-        """Reviewers known at session start, from the API keys with a reviewer role."""
+        """The embedded stack's reviewers, for tools and tests that start sessions without
+        the gateway (the gateway takes its roster from the key store)."""
+        from signgate.api_keys import DEV_IDENTITIES
+
         return {
             k.principal: ReviewerRole(k.role)
-            for k in self.api_keys.values()
+            for k in DEV_IDENTITIES.values()
             if k.role in ("reviewer", "senior_reviewer")
         }
 

@@ -30,9 +30,9 @@ async def test_a_session_with_recognisable_pii_leaves_none_in_the_logs(
     stdlib = logging.StreamHandler(captured)
     logging.getLogger().addHandler(stdlib)
     settings = stack_settings(tmp_path / "var")
-    app_key = settings.api_key_for("app")
     try:
         async with embedded_stack(settings, ui=False):
+            app_key = settings.api_key_for("app")  # minted by the stack at first start
             async with GatewayClient(settings.gateway_url, app_key) as app:
                 created = await app.create_session(
                     subject_ref=f"{NAME} {DOCUMENT}", intent=f"sign:lease for {NAME}"

@@ -27,7 +27,7 @@ from signgate.sandbox import create_sandbox_app
 from signgate.settings import Settings
 from signgate.tracing import OTLP_ENDPOINT_ENV, configure_tracing
 from tests.conftest import RunningDevServer
-from tests.gateway.conftest import GatewayStack, _wait_healthy
+from tests.gateway.conftest import APP_KEY, GatewayStack, _wait_healthy, seed_test_keys
 from tests.support import make_settings, serve_app
 from workers.client import connect_client
 from workers.onboarding_worker import build_worker
@@ -56,6 +56,7 @@ async def traced(
     )
     async with serve_app(sandbox) as sandbox_url:
         settings = make_settings(tmp_path_factory.mktemp("tracing") / "var", sandbox_url)
+        seed_test_keys(settings)
         # The client as every process makes it: pydantic converter + tracing interceptor.
         client = await connect_client(dev_server.address, payload_codec=codec_for(settings))
         deps = ActivityDeps.from_settings(settings)
@@ -139,7 +140,7 @@ async def test_spans_carry_no_personal_data_or_secrets(traced: Traced) -> None:
         for key, value in (span.attributes or {}).items():
             text = str(value)
             assert "sandbox-key" not in text, (span.name, key)
-            assert "dev-app-key" not in text, (span.name, key)
+            assert APP_KEY not in text, (span.name, key)
             assert not key.lower().startswith(("http.request.header", "http.response.header")), key
 
 

@@ -19,18 +19,35 @@ import pytest_asyncio
 
 from activities.deps import ActivityDeps
 from gateway.server import serve
+from signgate.api_keys import KeyStore, key_store_path
 from signgate.models import ArtifactKind, ArtifactRef, OnboardingStatus, Stage
+from signgate.sample_media import mp4_bytes
 from signgate.sandbox import create_sandbox_app
-from signgate.settings import DEV_API_KEYS, ApiKey, Settings
+from signgate.settings import Role, Settings
 from tests.conftest import RunningDevServer
 from tests.support import CAPTURE_KINDS, jpeg_bytes, make_settings, serve_app
 from workers.onboarding_worker import build_worker
 
-APP_KEY = "dev-app-key"
-OTHER_TENANT_APP_KEY = "other-tenant-app-key"
-REVIEWER_KEY = "dev-reviewer-key"
-SENIOR_KEY = "dev-senior-key"
-OPS_KEY = "dev-ops-key"
+# Test keys: the fixture stores their hashes in the key store, as `signgate keys` would.
+APP_KEY = "test-app-key-demo-tenant"
+OTHER_TENANT_APP_KEY = "test-app-key-other-tenant"
+REVIEWER_KEY = "test-reviewer-key-alice"
+SENIOR_KEY = "test-senior-key-bob"
+SECOND_REVIEWER_KEY = "test-reviewer-key-erin"
+OPS_KEY = "test-ops-key-carol"
+ADMIN_KEY = "test-admin-key-dana"
+REVOKED_KEY = "test-revoked-app-key"
+# (key, tenant, principal, roles)
+TEST_KEYS: tuple[tuple[str, str, str, tuple[Role, ...]], ...] = (
+    (APP_KEY, "demo", "demo-app", ("app",)),
+    (OTHER_TENANT_APP_KEY, "other", "other-app", ("app",)),
+    (REVIEWER_KEY, "demo", "rev-alice", ("reviewer",)),
+    (SENIOR_KEY, "demo", "rev-bob", ("senior_reviewer",)),
+    (SECOND_REVIEWER_KEY, "demo", "rev-erin", ("reviewer",)),
+    (OPS_KEY, "demo", "ops-carol", ("ops",)),
+    (ADMIN_KEY, "demo", "admin-dana", ("admin",)),
+    (REVOKED_KEY, "demo", "revoked-app", ("app",)),
+)
 DEVICE_SIGNALS_CAP = 1024  # small, so "too large" needs no large body
 
 
@@ -56,13 +73,14 @@ class GatewayStack:
         return created
 
     async def upload(self, session_id: str, kind: ArtifactKind, data: bytes) -> ArtifactRef:
+        video = kind is ArtifactKind.liveness_video
         async with self.http() as http:
             response = await http.put(
                 f"/v1/sessions/{session_id}/evidence/{kind.value}",
                 content=data,
                 headers={
                     "X-Content-SHA256": hashlib.sha256(data).hexdigest(),
-                    "Content-Type": "image/jpeg",
+                    "Content-Type": "video/mp4" if video else "image/jpeg",
                 },
             )
         assert response.status_code == 201, response.text
@@ -71,7 +89,7 @@ class GatewayStack:
     async def capture(self, session_id: str, nonce: str, scenario: str) -> None:
         """Upload one fresh capture round and submit it for `scenario`."""
         refs = [
-            await self.upload(session_id, kind, jpeg_bytes(f"{session_id}:{kind}"))
+            await self.upload(session_id, kind, capture_media(session_id, kind))
             for kind in CAPTURE_KINDS
         ]
         body = {
@@ -119,15 +137,12 @@ async def gw(
         settings = make_settings(
             tmp_path_factory.mktemp("gateway") / "var",
             sandbox_url,
-            api_keys={
-                **DEV_API_KEYS,
-                OTHER_TENANT_APP_KEY: ApiKey(role="app", principal="other-app", tenant_id="other"),
-            },
             max_upload_bytes={
                 **probe.max_upload_bytes,
                 ArtifactKind.device_signals: DEVICE_SIGNALS_CAP,
             },
         )
+        seed_test_keys(settings)
         deps = ActivityDeps.from_settings(settings)
         stop = asyncio.Event()
         serving = asyncio.create_task(serve(settings, stop, client=dev_server.client))
@@ -139,6 +154,21 @@ async def gw(
             stop.set()
             await asyncio.wait_for(serving, timeout=20)
             await deps.aclose()
+
+
+def capture_media(session_id: str, kind: ArtifactKind) -> bytes:
+    """What a capture SDK sends: a JPEG for a photo, an MP4 for the liveness video."""
+    if kind is ArtifactKind.liveness_video:
+        return mp4_bytes(f"{session_id}:{kind}")
+    return jpeg_bytes(f"{session_id}:{kind}")
+
+
+def seed_test_keys(settings: Settings) -> None:
+    store = KeyStore(key_store_path(settings.var_dir))
+    for key, tenant, principal, roles in TEST_KEYS:
+        stored = store.register(key, tenant, principal, roles)
+        if key == REVOKED_KEY:
+            store.revoke(stored.key_id)
 
 
 async def _wait_healthy(url: str, serving: asyncio.Task[None]) -> None:

@@ -22,7 +22,7 @@ from signgate.models import ArtifactKind, ArtifactRef, Stage
 from signgate.sandbox import create_sandbox_app
 from signgate.settings import Settings
 from tests.conftest import RunningDevServer
-from tests.gateway.conftest import GatewayStack, _wait_healthy
+from tests.gateway.conftest import REVIEWER_KEY, GatewayStack, _wait_healthy, seed_test_keys
 from tests.moto_s3 import unique_bucket
 from tests.support import CAPTURE_KINDS, jpeg_bytes, make_settings, serve_app
 from workers.onboarding_worker import build_worker
@@ -45,6 +45,7 @@ async def gw_s3(
             s3_bucket=unique_bucket(),
             evidence_retention_days=1,
         )
+        seed_test_keys(settings)
         deps = ActivityDeps.from_settings(settings)
         stop = asyncio.Event()
         serving = asyncio.create_task(serve(settings, stop, client=dev_server.client))
@@ -132,7 +133,7 @@ async def test_direct_upload_of_other_bytes_is_refused_at_seal(gw_s3: GatewaySta
 
 async def test_upload_url_needs_an_app_key(gw_s3: GatewayStack) -> None:
     created = await gw_s3.create_session()
-    async with gw_s3.http("dev-reviewer-key") as http:
+    async with gw_s3.http(REVIEWER_KEY) as http:
         response = await http.post(
             f"/v1/sessions/{created['session_id']}/evidence/selfie/upload-url",
             json={"sha256": "0" * 64, "size_bytes": 1},

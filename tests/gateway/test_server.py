@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from gateway.server import serve
+from signgate.api_keys import ensure_dev_keys
 from signgate.settings import Settings
 from tests.support import free_port
 
@@ -28,6 +29,7 @@ async def test_gateway_without_temporal_serves_health_and_refuses_work_503(
     tmp_path: Path,
 ) -> None:
     settings = offline_settings(tmp_path)
+    ensure_dev_keys(settings.var_dir)
     stop = asyncio.Event()
     serving = asyncio.create_task(serve(settings, stop))
     try:
@@ -42,7 +44,7 @@ async def test_gateway_without_temporal_serves_health_and_refuses_work_503(
             response = await http.post(
                 "/v1/sessions",
                 json={"subject_ref": "u", "intent": "i"},
-                headers={"X-API-Key": "dev-app-key"},
+                headers={"X-API-Key": settings.api_key_for("app")},
             )
         assert response.status_code == 503
         assert response.json()["error"]["reason"] == "temporal_unavailable"
