@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 
 from gateway import routes_reviews, routes_sessions, routes_webhooks
+from gateway.console import install_console
 from gateway.errors import Refusal, install_error_handlers
 from gateway.onboarding import TemporalAccess
 from gateway.state import Gateway
@@ -88,6 +89,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.include_router(routes_sessions.router)
     app.include_router(routes_webhooks.router)
     app.include_router(routes_reviews.router)
+    install_console(app, settings)
     # A server span per request. The first tracing configuration in a process wins, so a
     # host (or a test) that configured one already keeps it.
     configure_tracing("signgate-gateway")

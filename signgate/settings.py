@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     )
     timeouts: SessionTimeouts = Field(default_factory=SessionTimeouts)
     attestation_ttl_s: int = 15 * 60
+    # Signs the reviewer console's login cookies and media links; unset = random per process.
+    console_secret: str | None = None
     # OTLP/HTTP collector base URL; unset = spans are made but exported nowhere.
     otlp_endpoint: str | None = None
     log_json: bool = False
