@@ -31,6 +31,7 @@ from gateway.errors import Refusal
 from gateway.onboarding import REVIEW_STAGES
 from gateway.routes_sessions import SessionId
 from gateway.state import Gateway, bind_session, gateway_of
+from signgate.evidence import EvidenceMissing
 from signgate.models import ArtifactKind, ArtifactRef, ReviewInput
 
 HERE = Path(__file__).parent
@@ -178,7 +179,11 @@ async def _media_links(
         if kind not in artifacts:
             continue
         ref = artifacts[kind]
-        path = object_path(gateway.store, ref.object_key)
+        try:
+            path = object_path(gateway.store, ref.object_key)
+        except EvidenceMissing:
+            links.append({"label": "liveness video: missing from the evidence store", "url": ""})
+            continue
         frames = await asyncio.to_thread(console_of(request).frames.get, ref.sha256, path)
         links += [
             {"label": f"liveness frame {n + 1}", "url": link(ref, f"frame:{n}")}

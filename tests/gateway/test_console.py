@@ -19,7 +19,7 @@ from gateway.app import create_app
 from gateway.console.login import COOKIE
 from gateway.console.signing import TokenSigner
 from signgate.models import Stage
-from tests.gateway.conftest import APP_KEY, OPS_KEY, REVIEWER_KEY, GatewayStack
+from tests.gateway.conftest import APP_KEY, OPS_KEY, REVIEWER_KEY, SENIOR_KEY, GatewayStack
 from tests.gateway.test_reviews_api import session_in_review
 from tests.support import serve_app
 
@@ -150,3 +150,49 @@ async def test_a_review_needs_a_reason_and_the_form_token(
         assert done.headers["location"] == f"/console/sessions/{sid}?notice=approved"
     status = await gw.wait_for_stage(sid, Stage.accepted, Stage.awaiting_review)
     assert [(r.reviewer_id, r.reason) for r in status.reviews] == [("rev-alice", "selfie matches")]
+
+
+async def test_a_login_ends_when_its_reviewer_leaves_the_key_configuration(
+    gw: GatewayStack, console_url: str
+) -> None:
+    without_alice = {k: v for k, v in gw.settings.api_keys.items() if k != REVIEWER_KEY}
+    settings = gw.settings.model_copy(update={"console_secret": SECRET, "api_keys": without_alice})
+    async with logged_in(console_url) as http:
+        cookie = http.cookies[COOKIE]
+        assert (await http.get("/console/queue")).status_code == 200
+    async with serve_app(create_app(settings, client=gw.temporal.client)) as other_url:
+        async with browser(other_url) as http:
+            http.cookies.set(COOKIE, cookie, path="/console")
+            refused = await http.get("/console/queue")
+    assert refused.status_code == 303
+    assert refused.headers["location"] == "/console/login"
+
+
+async def test_a_rejection_ends_the_review_and_its_reason_is_shown_escaped(
+    gw: GatewayStack, console_url: str
+) -> None:
+    sid = await session_in_review(gw, "borderline")
+    reason = "<script>alert('x')</script> ID photo is a screen recapture"
+    async with logged_in(console_url, SENIOR_KEY) as http:
+        page = await http.get(f"/console/sessions/{sid}")
+        csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text)
+        assert csrf is not None
+        done = await http.post(
+            f"/console/sessions/{sid}/review",
+            data={"decision": "reject", "reason": reason, "csrf": csrf[1]},
+        )
+        assert done.status_code == 303
+        status = await gw.wait_for_stage(sid, Stage.rejected)
+        assert status.decision is not None and status.decision.decided_by == "reviewer:rev-bob"
+        page = await http.get(f"/console/sessions/{sid}")
+    assert "<script>alert" not in page.text
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; ID photo" in page.text
+    assert "Rejected by: rev-bob (senior_reviewer)" in page.text
+    assert 'name="csrf"' not in page.text  # a closed session offers no review form
+
+
+async def test_an_unknown_session_is_not_found(console_url: str) -> None:
+    async with logged_in(console_url) as http:
+        response = await http.get("/console/sessions/no-such-session-1")
+    assert response.status_code == 404
+    assert response.json()["error"]["reason"] == "session_not_found"
