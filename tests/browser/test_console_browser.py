@@ -4,9 +4,10 @@ Playwright for Python), on the embedded stack exactly as `signgate dev` runs it.
 A borderline session (public-domain photo as selfie and ID, a real video for liveness) is
 onboarded through `signgate.client`; a reviewer logs in, opens it from the queue, sees
 both photos, the key frames and the scores, approves with a reason, and the session is
-unlocked. Screenshots of the queue and the session page are saved under the test's tmp
-directory (paths printed); with SIGNGATE_UPDATE_DOCS=1 the session page is also copied
-to docs/console-session.png.
+unlocked. Screenshots of the queue and the session page are saved as test artifacts under
+var/test-artifacts/console/ (paths printed; var/ is not committed, and pytest's own tmp is
+pruned after three runs); with SIGNGATE_UPDATE_DOCS=1 the session page is also copied to
+docs/console-session.png.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+ARTIFACTS = ROOT / "var" / "test-artifacts" / "console"
 
 
 def face() -> Image.Image:
@@ -138,8 +141,9 @@ async def open_from_queue(page: Page, base: str, sid: str) -> None:
 
 
 async def test_a_reviewer_approves_the_borderline_session_in_the_browser(
-    stack: Settings, browser: Browser, tmp_path: Path
+    stack: Settings, browser: Browser
 ) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     sid = await borderline_session(stack)
     base = stack.gateway_url
     page = await browser.new_page(viewport={"width": 1360, "height": 900})
@@ -153,7 +157,7 @@ async def test_a_reviewer_approves_the_borderline_session_in_the_browser(
     await expect(page.get_by_test_id("reviewer")).to_contain_text("rev-alice")
 
     await open_from_queue(page, base, sid)
-    queue_png = tmp_path / "console-queue.png"
+    queue_png = ARTIFACTS / "console-queue.png"
     await page.screenshot(path=str(queue_png), full_page=True)
 
     await page.get_by_role("link", name=sid).click()
@@ -168,7 +172,7 @@ async def test_a_reviewer_approves_the_borderline_session_in_the_browser(
         score = page.get_by_test_id(f"check-{kind}").get_by_test_id("score")
         assert float(await score.inner_text()) >= 0.0
     await expect(page.get_by_test_id("decision")).to_contain_text("review")
-    session_png = tmp_path / "console-session.png"
+    session_png = ARTIFACTS / "console-session.png"
     await page.screenshot(path=str(session_png), full_page=True)
 
     await page.check("input[value=approve]")
