@@ -8,6 +8,7 @@ PACKAGES := signgate workflows activities workers policies gateway cli
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -e '.[dev]'
 	touch $@

@@ -15,14 +15,12 @@ from dataclasses import dataclass
 from PIL import Image, ImageDraw
 from pydantic import BaseModel
 
-from signgate.api_keys import DEV_IDENTITIES
 from signgate.client import GatewayClient
 from signgate.ledger import open_ledger
 from signgate.models import ArtifactKind, ArtifactRef, CaptureMetadata, Stage
 from signgate.sample_media import mp4_bytes
 from signgate.settings import Settings
 from signgate.signer import KeyRing
-from signgate.verification import verify_attestation_with_ledger
 
 SCENARIOS = ("bona_fide", "deepfake", "borderline")
 MEDIA_KINDS = (ArtifactKind.selfie, ArtifactKind.id_front, ArtifactKind.liveness_video)
@@ -62,11 +60,15 @@ def synthetic_image(label: str) -> bytes:
 
 
 async def run_session(settings: Settings, keys: DemoKeys, scenario: str) -> DemoSession:
+    """One session exactly as an onboarding app (and a reviewer) would drive it: through
+    `signgate.client` alone, ending with the attestation checked against our public keys
+    and the ledger entry it names."""
+    keyring = KeyRing.from_dir(settings.keys_dir)
     async with GatewayClient(settings.gateway_url, keys.app) as app:
-        created = await app.create_session(
+        created = await app.start_session(
             subject_ref=f"demo-user-{scenario}", intent="sign:demo-contract"
         )
-        sid = created["session_id"]
+        sid = created.session_id
         refs: list[ArtifactRef] = []
         for kind in MEDIA_KINDS:
             if kind is ArtifactKind.liveness_video:
@@ -74,21 +76,18 @@ async def run_session(settings: Settings, keys: DemoKeys, scenario: str) -> Demo
             else:
                 media = synthetic_image(f"{scenario}")
                 refs.append(await app.upload(sid, kind, media, "image/jpeg"))
-        capture = CaptureMetadata(challenge_nonce=created["challenge_nonce"], scenario=scenario)
+        capture = CaptureMetadata(challenge_nonce=created.challenge_nonce, scenario=scenario)
         await app.submit(sid, refs, capture)
-        status = await app.wait_for(sid, set(TERMINAL_OR_REVIEW), timeout_s=120)
+        status = await app.wait_for_decision(sid, include_review=True, timeout_s=120)
         reviewed_by = None
         if status.stage in (Stage.awaiting_review, Stage.escalated):
             async with GatewayClient(settings.gateway_url, keys.reviewer) as reviewer:
                 await reviewer.review(sid, approve=True, reason="demo: selfie matches the ID")
-                reviewed_by = DEV_IDENTITIES["reviewer"].principal
-            status = await app.wait_for(sid, timeout_s=60)
+            status = await app.wait_for_decision(sid, timeout_s=60)
+            reviewed_by = ",".join(r.reviewer_id for r in status.reviews) or None
         attestation_valid = False
         if status.stage is Stage.accepted:
-            token = await app.attestation(sid)
-            verify_attestation_with_ledger(
-                token, KeyRing.from_dir(settings.keys_dir), open_ledger(settings, None)
-            )
+            await app.verified_attestation(sid, keyring, ledger=open_ledger(settings, None))
             attestation_valid = True
     return DemoSession(
         session_id=sid,
@@ -98,15 +97,6 @@ async def run_session(settings: Settings, keys: DemoKeys, scenario: str) -> Demo
         attestation_valid=attestation_valid,
         reviewed_by=reviewed_by,
     )
-
-
-TERMINAL_OR_REVIEW = (
-    Stage.accepted,
-    Stage.rejected,
-    Stage.expired,
-    Stage.awaiting_review,
-    Stage.escalated,
-)
 
 
 async def run_demo(settings: Settings) -> DemoReport:

@@ -27,6 +27,7 @@ from gateway import (
     routes_uploads,
     routes_webhooks,
 )
+from gateway.console import install_console
 from gateway.errors import Refusal, install_error_handlers
 from gateway.guards import install_guards
 from gateway.onboarding import TemporalAccess
@@ -100,6 +101,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.include_router(routes_jwks.router)
     app.mount("/codec", routes_codec.codec_app(gateway))
     app.include_router(routes_uploads.router)
+    install_console(app, settings)
     # A server span per request. The first tracing configuration in a process wins, so a
     # host (or a test) that configured one already keeps it.
     configure_tracing("signgate-gateway")

@@ -11,18 +11,38 @@ import uuid
 from typing import Any
 
 import httpx
+from pydantic import BaseModel
 
+from signgate.attestation import AttestationInvalid, verify_attestation
 from signgate.errors import SigngateError
+from signgate.ledger import Ledger
 from signgate.models import (
     TERMINAL_STAGES,
+    Action,
     ArtifactKind,
     ArtifactRef,
+    AttestationClaims,
     CaptureMetadata,
     EvidenceSubmission,
+    Mode,
     OnboardingStatus,
     ReviewOutcome,
     Stage,
 )
+from signgate.signer import KeyRing
+from signgate.verification import verify_attestation_with_ledger
+
+# A decision is made once the session is final, or once it waits for a person.
+DECIDED_STAGES = frozenset({*TERMINAL_STAGES, Stage.awaiting_review, Stage.escalated})
+
+
+class SessionCreated(BaseModel):
+    """`POST /v1/sessions`: the session, its workflow and the capture challenge to echo."""
+
+    session_id: str
+    workflow_id: str
+    stage: Stage
+    challenge_nonce: str
 
 
 class GatewayError(SigngateError):
@@ -83,6 +103,12 @@ class GatewayClient:
         result: dict[str, Any] = await self._call("POST", "/v1/sessions", json=body)
         return result
 
+    async def start_session(self, subject_ref: str, intent: str, **extra: Any) -> SessionCreated:
+        """Start (or, with the same `session_id`, find again) a session; typed."""
+        return SessionCreated.model_validate(
+            await self.create_session(subject_ref, intent, **extra)
+        )
+
     async def upload(
         self, session_id: str, kind: ArtifactKind, data: bytes, content_type: str
     ) -> ArtifactRef:
@@ -135,3 +161,65 @@ class GatewayClient:
     async def attestation(self, session_id: str) -> str:
         body = await self._call("GET", f"/v1/sessions/{session_id}/attestation")
         return str(body["attestation"])
+
+    async def wait_for_decision(
+        self,
+        session_id: str,
+        *,
+        include_review: bool = False,
+        timeout_s: float = 120.0,
+        poll_s: float = 0.2,
+        max_poll_s: float = 2.0,
+    ) -> OnboardingStatus:
+        """Poll (backing off from `poll_s` to `max_poll_s`) until the session is final, or,
+        with `include_review`, also until it waits for a reviewer. `TimeoutError` after
+        `timeout_s`: the caller decides what a slow session means, never this loop."""
+        wanted = DECIDED_STAGES if include_review else TERMINAL_STAGES
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        delay = poll_s
+        while True:
+            status = await self.status(session_id)
+            if status.stage in wanted:
+                return status
+            left = deadline - loop.time()
+            if left <= 0:
+                raise TimeoutError(
+                    f"session {session_id} not decided within {timeout_s:g} s "
+                    f"(stage {status.stage.value})"
+                )
+            await asyncio.sleep(min(delay, left))
+            delay = min(delay * 2, max_poll_s)
+
+    async def verified_attestation(
+        self,
+        session_id: str,
+        keyring: KeyRing,
+        *,
+        ledger: Ledger | None = None,
+        now: int | None = None,
+    ) -> AttestationClaims:
+        """Fetch the attestation and honour it only if it gates signing for this session.
+
+        Signature by a key in `keyring` (our public keys, e.g. `KeyRing.from_pems`), not
+        expired, for `session_id`, mode `enforce` and decision `accept`; with `ledger`,
+        also backed by that session's committed decision entry. `AttestationInvalid`
+        (with its reason code) otherwise.
+        """
+        token = await self.attestation(session_id)
+        if ledger is not None:
+            claims = verify_attestation_with_ledger(token, keyring, ledger, now=now)
+        else:
+            claims = verify_attestation(token, keyring, now=now)
+        if claims.sid != session_id:
+            raise AttestationInvalid(
+                f"attestation is for session {claims.sid}, not {session_id}",
+                reason="attestation_wrong_session",
+            )
+        if claims.mode is not Mode.enforce or claims.decision is not Action.accept:
+            raise AttestationInvalid(
+                f"attestation does not gate signing (mode {claims.mode.value}, "
+                f"decision {claims.decision.value})",
+                reason="attestation_not_enforced_accept",
+            )
+        return claims

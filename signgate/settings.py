@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     # Temporal payload encryption keys (base64 AES-256), newest first: the first encrypts,
     # every one decrypts. Empty = key files under var/keys/payload (signgate.payload_codec).
     payload_keys: list[SecretStr] = Field(default_factory=list)
+    # Signs the reviewer console's login cookies and media links; unset = random per process.
+    console_secret: str | None = None
     # OTLP/HTTP collector base URL; unset = spans are made but exported nowhere.
     otlp_endpoint: str | None = None
     log_json: bool = False

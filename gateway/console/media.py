@@ -1,0 +1,83 @@
+"""Serving one signed media link: a stored still, or one key frame of a liveness video.
+
+The token (verified by the caller) names the session, the content hash and the variant;
+the object key (signed into the token with the hash) finds the exact sealed bytes.
+Only images the browser can show are served, typed by their magic bytes, never by what
+the uploader claimed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from fastapi.responses import Response
+
+from gateway.console.frames import FrameCache, key_frames
+from gateway.errors import Refusal
+from signgate.evidence import EvidenceStore
+from signgate.models import ArtifactKind
+
+IMAGE_KINDS = (ArtifactKind.selfie, ArtifactKind.id_front, ArtifactKind.id_back)
+VIDEO_KINDS = (ArtifactKind.liveness_video,)
+MAX_STILL_BYTES = 20 * 1024 * 1024
+
+_MAGIC = (
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+)
+
+
+def image_type(head: bytes) -> str | None:
+    for magic, media_type in _MAGIC:
+        if head.startswith(magic):
+            return media_type
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def video_frames(store: EvidenceStore, frames: FrameCache, object_key: str) -> list[bytes]:
+    """Key frames of one stored video. The store is opened (and decrypted) on every call,
+    even when the frames are cached, so an erased session's frames are never shown."""
+    with store.open(object_key) as stream:
+        return frames.get(object_key, lambda: _frames_of(stream))
+
+
+def _frames_of(stream: BinaryIO) -> list[bytes]:
+    # OpenCV reads a path, not a stream: the plaintext goes to a private temporary file.
+    with tempfile.NamedTemporaryFile(suffix=".video") as plain:
+        shutil.copyfileobj(stream, plain)
+        plain.flush()
+        return key_frames(Path(plain.name))
+
+
+def _read_still(store: EvidenceStore, object_key: str) -> bytes:
+    with store.open(object_key) as handle:
+        data = handle.read(MAX_STILL_BYTES + 1)
+    if len(data) > MAX_STILL_BYTES:
+        raise Refusal(413, "media_too_large", "this still is too large to show")
+    return data
+
+
+async def media_response(
+    store: EvidenceStore, frames: FrameCache, claims: dict[str, Any]
+) -> Response:
+    key, variant = str(claims.get("key", "")), str(claims.get("v", ""))
+    if variant == "raw":
+        data = await asyncio.to_thread(_read_still, store, key)
+    elif variant.startswith("frame:") and variant[6:].isdigit():
+        stills = await asyncio.to_thread(video_frames, store, frames, key)
+        index = int(variant[6:])
+        if index >= len(stills):
+            raise Refusal(404, "media_not_found", "no such key frame")
+        data = stills[index]
+    else:
+        raise Refusal(404, "media_not_found", "no such media variant")
+    media_type = image_type(data[:16])
+    if media_type is None:
+        raise Refusal(415, "media_not_displayable", "this artifact is not an image")
+    return Response(data, media_type=media_type)
