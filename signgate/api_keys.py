@@ -209,6 +209,11 @@ class KeyStore:
             raise KeyRevoked(stored.key_id)
         return stored.caller()
 
+    def find(self, key_id: str) -> StoredKey | None:
+        with self._db() as db:
+            row = db.execute("SELECT * FROM api_keys WHERE key_id = ?", (key_id,)).fetchone()
+        return None if row is None else _row(row)
+
     def list(self) -> list[StoredKey]:
         with self._db() as db:
             rows = db.execute("SELECT * FROM api_keys ORDER BY created_at, key_id").fetchall()

@@ -9,7 +9,6 @@ key names exactly the bytes that were sealed.
 from __future__ import annotations
 
 from temporalio.api.enums.v1 import EventType
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from gateway.onboarding import TemporalAccess, _temporal_errors, workflow_id
 from signgate.models import ArtifactKind, ArtifactRef, EvidenceSubmission
@@ -31,7 +30,8 @@ async def latest_artifacts(
             attributes = event.workflow_execution_signaled_event_attributes
             if attributes.signal_name != SIGNAL:
                 continue
-            decoded = pydantic_data_converter.payload_converter.from_payloads(
+            # The client's converter carries the payload codec: history payloads are encrypted.
+            decoded = await client.data_converter.decode(
                 list(attributes.input.payloads), [EvidenceSubmission]
             )
             latest = decoded[0]

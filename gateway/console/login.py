@@ -67,7 +67,7 @@ def log_in(request: Request, response: Response, api_key: str) -> None:
     if key.role not in REVIEWER_ROLES:
         raise Refusal(403, "role_forbidden", f"role {key.role!r} may not use the console")
     token = console_of(request).signer.sign(
-        "login", LOGIN_TTL_S, {"sub": key.principal, "role": key.role}
+        "login", LOGIN_TTL_S, {"sub": key.principal, "role": key.role, "kid": key.key_id}
     )
     response.set_cookie(
         COOKIE,
@@ -93,8 +93,11 @@ def current_reviewer(request: Request) -> Reviewer | None:
         claims = console_of(request).signer.verify("login", token)
     except TokenRefused:
         return None
-    roster = gateway_of(request).settings.reviewer_roster()
-    role = roster.get(str(claims.get("sub")))
-    if role is None or role.value != claims.get("role"):
+    # The login lives only as long as the key it was made with: revoked -> logged out.
+    stored = gateway_of(request).keys.find(str(claims.get("kid")))
+    if stored is None or stored.revoked_at is not None:
         return None
-    return Reviewer(principal=str(claims["sub"]), role=role, token=token)
+    role = stored.caller().reviewer_role
+    if role is None or role.value != claims.get("role") or stored.principal != claims.get("sub"):
+        return None
+    return Reviewer(principal=stored.principal, role=role, token=token)

@@ -73,10 +73,10 @@ def id_card() -> bytes:
 
 
 def liveness_video(directory: Path) -> bytes:
-    """Two seconds of the face turning slightly (a real MJPG video, decodable by OpenCV)."""
-    path = directory / "liveness.avi"
+    """Two seconds of the face turning slightly (a real MP4 video, decodable by OpenCV)."""
+    path = directory / "liveness.mp4"
     base = np.asarray(face())[:, :, ::-1]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (300, 300))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (300, 300))
     assert writer.isOpened()
     for index in range(20):
         shift = np.float32([[1, 0, index - 10], [0, 1, 0]])
@@ -119,7 +119,7 @@ async def borderline_session(settings: Settings) -> str:
             media = {
                 ArtifactKind.selfie: (jpeg(face()), "image/jpeg"),
                 ArtifactKind.id_front: (id_card(), "image/jpeg"),
-                ArtifactKind.liveness_video: (liveness_video(Path(tmp)), "video/x-msvideo"),
+                ArtifactKind.liveness_video: (liveness_video(Path(tmp)), "video/mp4"),
             }
         refs = [await app.upload(sid, kind, body, ctype) for kind, (body, ctype) in media.items()]
         capture = CaptureMetadata(challenge_nonce=created.challenge_nonce, scenario="borderline")
