@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+import hypothesis
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
@@ -31,6 +32,13 @@ from workers.client import data_converter
 from workers.devserver import DevServer
 from workers.ports import free_port
 from workers.search_attributes import ensure_search_attributes
+
+# Property tests assert properties, not speed: on a loaded 2-core CI machine Hypothesis'
+# "too slow" health check and per-example deadline would fail them for no fault of ours.
+hypothesis.settings.register_profile(
+    "signgate", deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow]
+)
+hypothesis.settings.load_profile("signgate")
 
 SERVER_START_TIMEOUT = timedelta(seconds=60)
 
