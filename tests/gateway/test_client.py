@@ -11,7 +11,7 @@ from signgate.client import GatewayClient, GatewayError, SessionCreated
 from signgate.ledger import SqliteLedger
 from signgate.models import ArtifactKind, CaptureMetadata, Stage
 from signgate.signer import KeyRing, Signer
-from tests.gateway.conftest import APP_KEY, GatewayStack
+from tests.gateway.conftest import APP_KEY, GatewayStack, capture_media
 from tests.support import CAPTURE_KINDS, jpeg_bytes
 
 
@@ -19,7 +19,10 @@ async def onboard(app: GatewayClient, scenario: str, **extra: str) -> SessionCre
     created = await app.start_session("user-42", "sign:nda", **extra)
     refs = [
         await app.upload(
-            created.session_id, kind, jpeg_bytes(f"{created.session_id}:{kind}"), "image/jpeg"
+            created.session_id,
+            kind,
+            capture_media(created.session_id, kind),
+            "video/mp4" if kind is ArtifactKind.liveness_video else "image/jpeg",
         )
         for kind in CAPTURE_KINDS
     ]
