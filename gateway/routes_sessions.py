@@ -31,6 +31,7 @@ from signgate.models import (
     OnboardingStatus,
     ReviewerRole,
 )
+from signgate.settings import ApiKey
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
@@ -119,8 +120,12 @@ def _policy_and_mode(body: CreateSession, tenant_id: str, session_id: str) -> tu
 
 
 def _onboarding_request(
-    body: CreateSession, key: Caller, gateway: Gateway, reviewers: dict[str, ReviewerRole]
+    body: CreateSession,
+    key: ApiKey,
+    gateway: Gateway,
+    reviewers: dict[str, ReviewerRole] | None = None,
 ) -> OnboardingRequest:
+    """The workflow input. Without a roster nobody may review (the safe default)."""
     settings = gateway.settings
     session_id = body.session_id or uuid.uuid4().hex
     policy_id, mode = _policy_and_mode(body, key.tenant_id, session_id)
@@ -134,7 +139,7 @@ def _onboarding_request(
             policy_id=policy_id,
             callback_url=body.callback_url,
             timeouts=settings.timeouts,
-            reviewers=reviewers,
+            reviewers=reviewers or {},
         )
     except ValidationError as exc:
         # Same 422 shape as a body FastAPI refused; the input itself is never echoed.
