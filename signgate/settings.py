@@ -31,6 +31,17 @@ DEV_API_KEYS: dict[str, ApiKey] = {
 MiB = 1024 * 1024
 
 
+class WebhookVendor(BaseModel):
+    """How one vendor signs its webhooks (see signgate/webhook_verifiers.py)."""
+
+    scheme: Literal["signgate", "persona", "onfido"] = "signgate"
+    # Empty: `webhook_secrets`. The first signs, every one verifies (rotation).
+    secrets: list[str] = Field(default_factory=list)
+    provider: str = "sandbox"  # the provider name its check results carry
+    # For a scheme that signs no time (onfido): how old the body's event time may be.
+    max_event_age_s: int = 24 * 3600
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SIGNGATE_", env_nested_delimiter="__")
 
@@ -54,6 +65,13 @@ class Settings(BaseSettings):
     # Webhook HMAC secrets: the first signs, every one verifies (rotation).
     webhook_secrets: list[str] = Field(default_factory=lambda: ["dev-webhook-secret"])
     webhook_tolerance_s: int = 300
+    # Inbound webhooks per vendor (`POST /v1/webhooks/<name>`): scheme and secrets.
+    webhook_vendors: dict[str, WebhookVendor] = Field(
+        default_factory=lambda: {"vendor": WebhookVendor()}
+    )
+    # Hosts the app's callback_url may name (`*.example.com` for subdomains); loopback
+    # only if listed literally. Empty: no callbacks at all (see signgate/outbound.py).
+    callback_allowed_hosts: list[str] = Field(default_factory=list)
 
     api_keys: dict[str, ApiKey] = Field(default_factory=lambda: dict(DEV_API_KEYS))
     max_upload_bytes: dict[ArtifactKind, int] = Field(

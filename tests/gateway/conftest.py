@@ -21,7 +21,7 @@ from activities.deps import ActivityDeps
 from gateway.server import serve
 from signgate.models import ArtifactKind, ArtifactRef, OnboardingStatus, Stage
 from signgate.sandbox import create_sandbox_app
-from signgate.settings import DEV_API_KEYS, ApiKey, Settings
+from signgate.settings import DEV_API_KEYS, ApiKey, Settings, WebhookVendor
 from tests.conftest import RunningDevServer
 from tests.support import CAPTURE_KINDS, jpeg_bytes, make_settings, serve_app
 from workers.onboarding_worker import build_worker
@@ -32,6 +32,12 @@ REVIEWER_KEY = "dev-reviewer-key"
 SENIOR_KEY = "dev-senior-key"
 OPS_KEY = "dev-ops-key"
 DEVICE_SIGNALS_CAP = 1024  # small, so "too large" needs no large body
+# One vendor per inbound scheme, each with two secrets (a rotation in progress).
+WEBHOOK_VENDORS = {
+    "vendor": WebhookVendor(),
+    "persona": WebhookVendor(scheme="persona", secrets=["persona-new", "persona-old"]),
+    "onfido": WebhookVendor(scheme="onfido", secrets=["onfido-new", "onfido-old"]),
+}
 
 
 @dataclass
@@ -127,6 +133,8 @@ async def gw(
                 **probe.max_upload_bytes,
                 ArtifactKind.device_signals: DEVICE_SIGNALS_CAP,
             },
+            webhook_vendors=WEBHOOK_VENDORS,
+            callback_allowed_hosts=["app.example.com"],
         )
         deps = ActivityDeps.from_settings(settings)
         stop = asyncio.Event()
