@@ -26,6 +26,7 @@ from signgate.models import (
     OnboardingRequest,
     OnboardingStatus,
 )
+from signgate.outbound import check_callback_url
 from signgate.settings import ApiKey
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
@@ -119,6 +120,8 @@ def _onboarding_request(body: CreateSession, key: ApiKey, gateway: Gateway) -> O
 
 @router.post("", status_code=201)
 async def create_session(body: CreateSession, key: AppKey, gateway: GatewayDep) -> SessionCreated:
+    if body.callback_url is not None:  # SSRF guard: 422 callback_url_not_allowed
+        check_callback_url(body.callback_url, gateway.settings.callback_allowed_hosts)
     request = _onboarding_request(body, key, gateway)
     bind_session(request.session_id)
     await gateway.sessions.start(request)

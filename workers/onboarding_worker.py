@@ -20,6 +20,7 @@ from temporalio.worker import Worker
 from activities import all_activities
 from activities.deps import ActivityDeps
 from signgate.settings import Settings
+from workflows.app_events import AppEventWorkflow
 from workflows.onboarding import OnboardingWorkflow
 
 
@@ -29,7 +30,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[OnboardingWorkflow],
+        workflows=[OnboardingWorkflow, AppEventWorkflow],
         activities=all_activities(deps),
         activity_executor=concurrent.futures.ThreadPoolExecutor(max_workers=16),
         # After a worker dies its sticky queue would hold the next task for 10 s;
