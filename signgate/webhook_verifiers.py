@@ -26,6 +26,7 @@ from signgate.settings import Settings, WebhookVendor
 from signgate.webhooks import (
     SIGNATURE_HEADER,
     WebhookRejected,
+    parse_signature,
     sign_webhook,
     verify_webhook,
 )
@@ -97,8 +98,8 @@ class SigngateVerifier:
     def verify(self, headers: Mapping[str, str], body: bytes, now: int) -> int | None:
         value = headers.get(self.header)
         verify_webhook(value, body, self.secrets, now, self.tolerance_s)
-        assert value is not None
-        return int(value.split("t=", 1)[1].split(",", 1)[0])
+        assert value is not None  # verify_webhook refuses a missing header
+        return parse_signature(value)[0]
 
 
 class PersonaVerifier:

@@ -44,7 +44,7 @@ def sign_webhook(secret: str, body: bytes, timestamp: int) -> str:
     return f"t={timestamp},v1={_digest(secret, timestamp, body)}"
 
 
-def _parse(header: str) -> tuple[int, list[str]]:
+def parse_signature(header: str) -> tuple[int, list[str]]:
     """(timestamp, v1 signatures); unknown keys are ignored so a v2 can be added later."""
     if len(header) > _MAX_HEADER_CHARS:
         raise WebhookRejected("signature header too long", reason="webhook_signature_malformed")
@@ -90,7 +90,7 @@ def verify_webhook(
         raise ValueError("verify_webhook needs at least one secret")
     if not header or not header.strip():
         raise WebhookRejected("no X-Signature header", reason="webhook_signature_missing")
-    timestamp, signatures = _parse(header)
+    timestamp, signatures = parse_signature(header)
     expected = [_digest(secret, timestamp, body).encode() for secret in secrets]
     # Compare every pair, constant time each, so timing says nothing about which one matched.
     matched = False

@@ -15,6 +15,7 @@ from temporalio.api.common.v1 import Payloads
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
 
 from signgate.models import AppEventDelivery, DeliveryOutcome
 from workflows.app_events import WORKFLOW_TYPE
@@ -46,7 +47,19 @@ async def app_deliveries(client: Client, onboarding_workflow_id: str) -> list[De
         and e.start_child_workflow_execution_initiated_event_attributes.workflow_type.name
         == WORKFLOW_TYPE
     ]
-    return [await _delivery(client, child_id) for child_id in child_ids]
+    return [await _delivery_or_gone(client, child_id) for child_id in child_ids]
+
+
+async def _delivery_or_gone(client: Client, workflow_id: str) -> DeliveryRow:
+    """A delivery whose history is gone (retention) is listed as such, not an error."""
+    try:
+        return await _delivery(client, workflow_id)
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return DeliveryRow(
+            event_id="?", type="?", workflow_id=workflow_id, state="not_found", attempts=0
+        )
 
 
 async def _delivery(client: Client, workflow_id: str) -> DeliveryRow:

@@ -140,3 +140,9 @@ def test_ordering_never_moves_back_and_survives_reopening(tmp_path: Path) -> Non
     reopened = WebhookEventLog(path)
     assert reopened.superseded("sandbox:ref_1", NOW - 1)
     assert reopened.seen("evt_old") and reopened.seen("evt_new")
+
+
+def test_signgate_scheme_reports_the_signed_time_whatever_the_part_order() -> None:
+    verifier = make("signgate", [NEW])
+    t_part, v1_part = verifier.sign(BODY, NOW - 10)["X-Signature"].split(",")
+    assert verifier.verify({"X-Signature": f"{v1_part},{t_part}"}, BODY, NOW) == NOW - 10
