@@ -10,6 +10,7 @@ from activities.decision import decide
 from activities.deps import ActivityDeps
 from activities.evidence import EvidenceActivities
 from activities.ledger import LedgerActivities
+from activities.notify import NotifyActivities
 from activities.signing import SigningActivities
 
 
@@ -30,4 +31,5 @@ def all_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
         ledger.append_ledger,
         ledger.commit_decision,
         signing.unlock_signing,
+        NotifyActivities(deps).deliver_app_event,
     ]

@@ -10,14 +10,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-import httpx
-import structlog
 from temporalio import activity
 
 from activities.deps import ActivityDeps
 from activities.errors import reason_coded
 from signgate.attestation import issue_attestation
-from signgate.canonical import canonical_json
 from signgate.errors import BadInput
 from signgate.models import (
     Action,
@@ -27,9 +24,6 @@ from signgate.models import (
     Unlocked,
     UnlockRequest,
 )
-from signgate.webhooks import sign_webhook
-
-log = structlog.get_logger(__name__)
 
 
 class SigningActivities:
@@ -39,10 +33,9 @@ class SigningActivities:
     @activity.defn(name="unlock_signing")
     @reason_coded
     async def unlock_signing(self, request: UnlockRequest) -> Unlocked:
-        unlocked = await asyncio.to_thread(self._unlock, request)
-        if request.callback_url:
-            await self._notify_app(request, unlocked)
-        return unlocked
+        # The app hears of the unlock from the saga's `unlocked` status event
+        # (activities/notify.py), never from here: an unlock does not wait for the app.
+        return await asyncio.to_thread(self._unlock, request)
 
     def _unlock(self, request: UnlockRequest) -> Unlocked:
         ledger = self._deps.ledger
@@ -99,31 +92,3 @@ class SigningActivities:
         assert entry is not None
         claims = AttestationClaims.model_validate(entry.body["claims"])
         return Unlocked(attestation=entry.body["attestation"], claims=claims, ledger=receipt)
-
-    async def _notify_app(self, request: UnlockRequest, unlocked: Unlocked) -> None:
-        """Best effort: the app can always poll status; a failed callback is logged."""
-        assert request.callback_url is not None
-        body = canonical_json(
-            {
-                "type": "signing_unlocked",
-                "session_id": request.session_id,
-                "event_id": f"{request.session_id}:signing_unlocked",
-                "attestation": unlocked.attestation,
-            }
-        )
-        header = sign_webhook(self._deps.settings.webhook_secrets[0], body, int(time.time()))
-        try:
-            async with httpx.AsyncClient(timeout=5.0) as client:
-                response = await client.post(
-                    request.callback_url,
-                    content=body,
-                    headers={"X-Signature": header, "Content-Type": "application/json"},
-                )
-            if response.is_error:
-                log.warning(
-                    "app_callback_refused",
-                    session_id=request.session_id,
-                    status=response.status_code,
-                )
-        except httpx.HTTPError as err:
-            log.warning("app_callback_failed", session_id=request.session_id, error=str(err))

@@ -103,15 +103,20 @@ def show(
     ] = True,
 ) -> None:
     """One session: stages, checks, signals and updates, decision and ledger receipts."""
+    from workers.deliveries import app_deliveries
     from workers.history import session_report
 
     settings = get_settings()
-    report = _run(
-        settings,
-        lambda client: session_report(client, settings.ledger_path, session_id, query=query),
-    )
+
+    async def work(client: Any) -> Any:
+        report = await session_report(client, settings.ledger_path, session_id, query=query)
+        return report, await app_deliveries(client, report.workflow_id)
+
+    report, deliveries = _run(settings, work)
     if as_json:
-        print(report.model_dump_json())
+        out = report.model_dump(mode="json")
+        out["deliveries"] = [d.model_dump(mode="json") for d in deliveries]
+        print(json.dumps(out))
         return
 
     console.print(
@@ -179,6 +184,14 @@ def show(
             str(entry.seq), entry.entry_type, entry.entry_hash, entry.key_id, entry.created_at
         )
     console.print(ledger)
+
+    outbound = Table(title="status events to the app")
+    for column in ("event", "state", "attempts", "status", "last failure"):
+        outbound.add_column(column)
+    for d in deliveries:
+        code = "-" if d.status_code is None else str(d.status_code)
+        outbound.add_row(d.event_id, d.state, str(d.attempts), code, d.last_failure or "-")
+    console.print(outbound)
 
 
 # --------------------------------------------------------------------------- list

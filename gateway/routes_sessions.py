@@ -31,6 +31,7 @@ from signgate.models import (
     OnboardingStatus,
     ReviewerRole,
 )
+from signgate.outbound import check_callback_url
 from signgate.settings import ApiKey
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
@@ -150,6 +151,8 @@ def _onboarding_request(
 
 @router.post("", status_code=201, summary="Start an onboarding session. Roles: app")
 async def create_session(body: CreateSession, key: AppKey, gateway: GatewayDep) -> SessionCreated:
+    if body.callback_url is not None:  # SSRF guard: 422 callback_url_not_allowed
+        check_callback_url(body.callback_url, gateway.settings.callback_allowed_hosts)
     # Who may review is fixed at start (the workflow's validator checks against it).
     reviewers = await asyncio.to_thread(gateway.keys.reviewer_roster)
     request = _onboarding_request(body, key, gateway, reviewers)

@@ -387,3 +387,39 @@ class OnboardingResult(Frozen):
 
 SealedEvidence.model_rebuild()
 ReviewRecord.model_rebuild()
+
+
+class AppEventType(StrEnum):
+    """What an onboarding app is told about its session, at its callback URL."""
+
+    decision = "decision"
+    step_up_required = "step_up_required"
+    unlocked = "unlocked"
+    expired = "expired"
+
+
+class AppEvent(Frozen):
+    """One status event for the app. `event_id` is fixed per session and event (never a
+    random id), so every retry of a delivery carries the same id and the app dedupes it."""
+
+    event_id: str
+    type: AppEventType
+    session_id: str
+    tenant_id: str
+    occurred_at: datetime
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class AppEventDelivery(Frozen):
+    callback_url: str
+    event: AppEvent
+
+
+class DeliveryOutcome(Frozen):
+    """How a delivery ended: `delivered`, or given up with the reason code of the last try."""
+
+    event_id: str
+    delivered: bool
+    attempts: int | None = None  # unknown when given up: see the history (ops show)
+    status_code: int | None = None
+    reason: str | None = None

@@ -23,6 +23,17 @@ class ApiKey(BaseModel):
 MiB = 1024 * 1024
 
 
+class WebhookVendor(BaseModel):
+    """How one vendor signs its webhooks (see signgate/webhook_verifiers.py)."""
+
+    scheme: Literal["signgate", "persona", "onfido"] = "signgate"
+    # Empty: `webhook_secrets`. The first signs, every one verifies (rotation).
+    secrets: list[str] = Field(default_factory=list)
+    provider: str = "sandbox"  # the provider name its check results carry
+    # For a scheme that signs no time (onfido): how old the body's event time may be.
+    max_event_age_s: int = 24 * 3600
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SIGNGATE_", env_nested_delimiter="__")
 
@@ -46,6 +57,13 @@ class Settings(BaseSettings):
     # Webhook HMAC secrets: the first signs, every one verifies (rotation).
     webhook_secrets: list[str] = Field(default_factory=lambda: ["dev-webhook-secret"])
     webhook_tolerance_s: int = 300
+    # Inbound webhooks per vendor (`POST /v1/webhooks/<name>`): scheme and secrets.
+    webhook_vendors: dict[str, WebhookVendor] = Field(
+        default_factory=lambda: {"vendor": WebhookVendor()}
+    )
+    # Hosts the app's callback_url may name (`*.example.com` for subdomains); loopback
+    # only if listed literally. Empty: no callbacks at all (see signgate/outbound.py).
+    callback_allowed_hosts: list[str] = Field(default_factory=list)
 
     # API keys live hashed in the key store (signgate/api_keys.py), never in settings.
     # Per-key token bucket: sustained requests per second, and the burst on top.

@@ -44,7 +44,7 @@ def sign_webhook(secret: str, body: bytes, timestamp: int) -> str:
     return f"t={timestamp},v1={_digest(secret, timestamp, body)}"
 
 
-def _parse(header: str) -> tuple[int, list[str]]:
+def parse_signature(header: str) -> tuple[int, list[str]]:
     """(timestamp, v1 signatures); unknown keys are ignored so a v2 can be added later."""
     if len(header) > _MAX_HEADER_CHARS:
         raise WebhookRejected("signature header too long", reason="webhook_signature_malformed")
@@ -90,7 +90,7 @@ def verify_webhook(
         raise ValueError("verify_webhook needs at least one secret")
     if not header or not header.strip():
         raise WebhookRejected("no X-Signature header", reason="webhook_signature_missing")
-    timestamp, signatures = _parse(header)
+    timestamp, signatures = parse_signature(header)
     expected = [_digest(secret, timestamp, body).encode() for secret in secrets]
     # Compare every pair, constant time each, so timing says nothing about which one matched.
     matched = False
@@ -112,6 +112,10 @@ def verify_webhook(
 class WebhookEventLog:
     """Event ids already received, in SQLite, so a redelivered or replayed webhook is applied once.
 
+    It also keeps, per vendor_ref, the vendor timestamp of the newest event applied, so an
+    older event that arrives late (vendors retry out of order) changes nothing, even after
+    a gateway restart.
+
     Each call opens its own connection: safe from any thread, and SQLite's file locking makes
     it safe across processes (WAL lets readers and the one writer proceed together).
     """
@@ -129,6 +133,12 @@ class WebhookEventLog:
                 " received_at INTEGER NOT NULL,"
                 " session_id TEXT NOT NULL)"
             )
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS vendor_ref_newest ("
+                " vendor_ref TEXT PRIMARY KEY,"
+                " vendor_ts INTEGER NOT NULL,"
+                " event_id TEXT NOT NULL)"
+            )
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -143,12 +153,35 @@ class WebhookEventLog:
             ).fetchone()
         return row is not None
 
-    def record(self, event_id: str, session_id: str) -> bool:
-        """Record the event; True if it was new, False if it had been recorded before."""
+    def superseded(self, vendor_ref: str, vendor_ts: int) -> bool:
+        """True if an event with a later vendor timestamp was already applied for vendor_ref."""
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT vendor_ts FROM vendor_ref_newest WHERE vendor_ref = ?", (vendor_ref,)
+            ).fetchone()
+        return row is not None and int(row[0]) > vendor_ts
+
+    def record(
+        self,
+        event_id: str,
+        session_id: str,
+        vendor_ref: str | None = None,
+        vendor_ts: int | None = None,
+    ) -> bool:
+        """Record the event (and, if newer, its vendor time for vendor_ref), in one transaction;
+        True if the event id was new, False if it had been recorded before."""
         with self._connect() as db:
             cursor = db.execute(
                 "INSERT OR IGNORE INTO webhook_events (event_id, received_at, session_id)"
                 " VALUES (?, ?, ?)",
                 (event_id, int(time.time()), session_id),
             )
+            if vendor_ref is not None and vendor_ts is not None:
+                db.execute(
+                    "INSERT INTO vendor_ref_newest (vendor_ref, vendor_ts, event_id)"
+                    " VALUES (?, ?, ?) ON CONFLICT(vendor_ref) DO UPDATE SET"
+                    " vendor_ts = excluded.vendor_ts, event_id = excluded.event_id"
+                    " WHERE excluded.vendor_ts > vendor_ref_newest.vendor_ts",
+                    (vendor_ref, vendor_ts, event_id),
+                )
             return cursor.rowcount == 1

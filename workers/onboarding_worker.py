@@ -21,6 +21,7 @@ from activities import all_activities
 from activities.deps import ActivityDeps
 from activities.retention import RetentionActivities
 from signgate.settings import Settings
+from workflows.app_events import AppEventWorkflow
 from workflows.onboarding import OnboardingWorkflow
 from workflows.retention import RetentionSweepWorkflow
 
@@ -31,7 +32,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[OnboardingWorkflow, RetentionSweepWorkflow],
+        workflows=[OnboardingWorkflow, AppEventWorkflow, RetentionSweepWorkflow],
         activities=[*all_activities(deps), RetentionActivities(deps).sweep_retention],
         activity_executor=concurrent.futures.ThreadPoolExecutor(max_workers=16),
         # After a worker dies its sticky queue would hold the next task for 10 s;

@@ -14,12 +14,21 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    TimeoutError,
+    WorkflowAlreadyStartedError,
+)
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from signgate.models import (
         TERMINAL_STAGES,
         Action,
+        AppEvent,
+        AppEventDelivery,
+        AppEventType,
         CheckKind,
         CheckOutcome,
         CheckRequest,
@@ -50,11 +59,17 @@ with workflow.unsafe.imports_passed_through():
         VendorResult,
     )
     from workflows import search_attributes as sa
+    from workflows.app_events import WORKFLOW_TYPE as APP_EVENT_WORKFLOW
+    from workflows.app_events import delivery_workflow_id
 
 MAX_STEP_UPS = 1
 # Patch id: shadow sessions skip review and unlock whatever the would-be decision. Before
 # it, shadow sessions were never unlocked (and waited for review like enforce ones).
 SHADOW_UNGATED = "shadow-mode-unlocks-ungated"
+# Patch id: status events (decision, step_up_required, unlocked, expired) go to the app's
+# callback URL through AppEventWorkflow children. Before it, only the unlock activity
+# called back, once, best effort.
+APP_STATUS_EVENTS = "app-status-events"
 # A vendor may deliver a webhook before the activity that asked for it has returned;
 # such early results wait here. Bounded so a flood of signals cannot bloat history.
 MAX_EARLY_RESULTS = 32
@@ -129,12 +144,19 @@ class OnboardingWorkflow:
         self._decision = decision
         self._set_stage(Stage.committing, f"committing {decision.action}")
         self._receipt = await self._commit(decision)
+        await self._tell_app(
+            AppEventType.decision, _decision_event(decision, self._receipt, self._req.mode)
+        )
 
         if shadow or (decision.action is Action.accept and self._req.mode is Mode.enforce):
             note = "shadow: signing not gated" if shadow else "decision committed"
             self._set_stage(Stage.unlocking, f"{note}; unlocking signing")
             unlocked = await self._unlock(decision, self._receipt)
             self._attestation = unlocked.attestation
+            await self._tell_app(
+                AppEventType.unlocked,
+                {"attestation": unlocked.attestation, "ledger_seq": unlocked.ledger.seq},
+            )
         final = Stage.accepted if decision.action is Action.accept else Stage.rejected
         self._set_stage(final, ", ".join(decision.reasons))
         # Let an in-flight review update finish replying before the run completes.
@@ -161,6 +183,11 @@ class OnboardingWorkflow:
             step_ups += 1
             self._set_stage(Stage.awaiting_step_up, ", ".join(decision.reasons))
             self._issue_challenge()
+            await self._tell_app(
+                AppEventType.step_up_required,
+                {"reasons": decision.reasons, "challenge_nonce": self._challenge},
+                f":{self._round}",
+            )
             next_capture = await self._wait_for_capture(self._req.timeouts.step_up_s)
             if next_capture is None:
                 # Safe branch: the person did not recapture in time -> a reviewer decides.
@@ -370,6 +397,7 @@ class OnboardingWorkflow:
     async def _expire(self) -> OnboardingResult:
         await self._append("expired", "expired", {"reason": "capture_timeout"})
         self._set_stage(Stage.expired, "capture_timeout")
+        await self._tell_app(AppEventType.expired, {"reason": "capture_timeout"})
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._result()
 
@@ -386,6 +414,32 @@ class OnboardingWorkflow:
             start_to_close_timeout=LEDGER_TIMEOUT,
             retry_policy=DURABLE_RETRY,
         )
+
+    async def _tell_app(
+        self, kind: AppEventType, data: dict[str, object], id_suffix: str = ""
+    ) -> None:
+        """Start delivering a status event and move on: the saga never waits for the app,
+        only for Temporal to accept the delivery workflow (ABANDON: it outlives us)."""
+        if self._req.callback_url is None or not workflow.patched(APP_STATUS_EVENTS):
+            return
+        event = AppEvent(
+            event_id=f"{self._req.session_id}:{kind.value}{id_suffix}",
+            type=kind,
+            session_id=self._req.session_id,
+            tenant_id=self._req.tenant_id,
+            occurred_at=workflow.now(),
+            data=data,
+        )
+        try:
+            await workflow.start_child_workflow(
+                APP_EVENT_WORKFLOW,
+                AppEventDelivery(callback_url=self._req.callback_url, event=event),
+                id=delivery_workflow_id(event.event_id),
+                task_queue=workflow.info().task_queue,
+                parent_close_policy=ParentClosePolicy.ABANDON,
+            )
+        except WorkflowAlreadyStartedError:
+            self._note(f"{kind.value} event was already being delivered")
 
     # ------------------------------------------------------------------ handlers
 
@@ -539,6 +593,17 @@ def _with(decision: Decision, action: Action, reason: str, by: str | None = None
             "decided_by": by or decision.decided_by,
         }
     )
+
+
+def _decision_event(decision: Decision, receipt: LedgerReceipt, mode: Mode) -> dict[str, object]:
+    return {
+        "mode": mode.value,
+        "action": decision.action.value,
+        "tier": decision.tier.value,
+        "reasons": decision.reasons,
+        "ledger_seq": receipt.seq,
+        "ledger_entry_hash": receipt.entry_hash,
+    }
 
 
 def _failed_check(kind: CheckKind, status: CheckStatus, reason: str) -> CheckResult:

@@ -37,6 +37,7 @@ def stack_settings(var_dir: Path) -> Settings:
         temporal_address=f"127.0.0.1:{free_port()}",
         gateway_port=free_port(),
         sandbox_port=free_port(),
+        callback_allowed_hosts=["127.0.0.1"],
     )
 
 
@@ -247,17 +248,18 @@ async def test_app_callback_is_signed_and_carries_the_attestation(
         await app.submit(sid, [ref], CaptureMetadata(challenge_nonce=created["challenge_nonce"]))
         status = await app.wait_for(sid, timeout_s=60)
         assert status.stage is Stage.accepted
-        for _ in range(100):
-            if received:
+        for _ in range(200):
+            if len(received) >= 2:
                 break
             await asyncio.sleep(0.05)
 
-    assert len(received) == 1
-    header, body = received[0]
-    verify_webhook(header, body, settings.webhook_secrets, now=int(time.time()))
-    event = json.loads(body)
-    assert event["type"] == "signing_unlocked" and event["session_id"] == sid
-    assert event["attestation"] == status.attestation
+    assert len(received) == 2
+    for header, body in received:
+        verify_webhook(header, body, settings.webhook_secrets, now=int(time.time()))
+    events = {e["type"]: e for e in (json.loads(body) for _, body in received)}
+    assert set(events) == {"decision", "unlocked"}
+    assert {e["session_id"] for e in events.values()} == {sid}
+    assert events["unlocked"]["data"]["attestation"] == status.attestation
 
 
 async def test_reviewer_cli_lists_the_queue_and_approves(

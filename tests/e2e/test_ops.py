@@ -17,10 +17,13 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from fastapi import FastAPI, Request, Response
 
 from cli.demo import DemoReport, run_demo
+from signgate.client import GatewayClient
+from signgate.models import ArtifactKind, CaptureMetadata, Stage
 from signgate.settings import Settings
-from tests.support import HISTORIES_DIR, free_port
+from tests.support import HISTORIES_DIR, free_port, jpeg_bytes, serve_app
 from workers.history import history_facts, load_history_file
 from workers.stack import embedded_stack
 
@@ -31,6 +34,7 @@ def _settings(var_dir: Path) -> Settings:
         temporal_address=f"127.0.0.1:{free_port()}",
         gateway_port=free_port(),
         sandbox_port=free_port(),
+        callback_allowed_hosts=["127.0.0.1"],
     )
 
 
@@ -249,3 +253,45 @@ async def test_replay_of_live_sessions_by_id_and_by_query(
     assert code == 2 and "session_not_found" in err
     code, _, err = await ops("replay")
     assert code == 2 and "nothing_to_replay" in err
+
+
+async def test_show_lists_status_event_deliveries_and_their_attempts(
+    ops: OpsRunner, ops_demo: tuple[Settings, DemoReport]
+) -> None:
+    settings, _ = ops_demo
+    received: list[str] = []
+    receiver = FastAPI()
+
+    @receiver.post("/hooks")
+    async def hook(request: Request) -> Response:
+        received.append(request.headers["X-Event-Id"])
+        # The app is down for the first delivery attempt only.
+        return Response(status_code=503 if len(received) == 1 else 200)
+
+    async with (
+        serve_app(receiver) as receiver_url,
+        GatewayClient(settings.gateway_url, settings.api_key_for("app")) as app,
+    ):
+        created = await app.create_session(
+            subject_ref="user-ops", intent="sign:ops", callback_url=f"{receiver_url}/hooks"
+        )
+        sid = created["session_id"]
+        ref = await app.upload(sid, ArtifactKind.selfie, jpeg_bytes(sid), "image/jpeg")
+        await app.submit(sid, [ref], CaptureMetadata(challenge_nonce=created["challenge_nonce"]))
+        assert (await app.wait_for(sid, timeout_s=60)).stage is Stage.accepted
+        for _ in range(300):  # the decision is retried after a 2 s backoff
+            shown = json.loads((await ops("show", sid, "--json"))[1])
+            if {d["state"] for d in shown["deliveries"]} == {"delivered"}:
+                break
+            await asyncio.sleep(0.1)
+
+    rows = {d["type"]: d for d in shown["deliveries"]}
+    assert set(rows) == {"decision", "unlocked"}
+    assert rows["decision"]["event_id"] == f"{sid}:decision"
+    assert rows["decision"]["state"] == "delivered" and rows["decision"]["attempts"] == 2
+    assert "503" in (rows["decision"]["last_failure"] or "")
+    assert rows["unlocked"]["state"] == "delivered" and rows["unlocked"]["attempts"] == 1
+    assert received.count(f"{sid}:decision") == 2
+    code, table, err = await ops("show", sid)
+    assert code == 0, err
+    assert "status events to the app" in table and f"{sid}:unlocked" in table

@@ -23,7 +23,7 @@ from signgate.api_keys import KeyStore, key_store_path
 from signgate.models import ArtifactKind, ArtifactRef, OnboardingStatus, Stage
 from signgate.sample_media import mp4_bytes
 from signgate.sandbox import create_sandbox_app
-from signgate.settings import Role, Settings
+from signgate.settings import Role, Settings, WebhookVendor
 from tests.conftest import RunningDevServer
 from tests.support import CAPTURE_KINDS, jpeg_bytes, make_settings, serve_app
 from workers.onboarding_worker import build_worker
@@ -49,6 +49,12 @@ TEST_KEYS: tuple[tuple[str, str, str, tuple[Role, ...]], ...] = (
     (REVOKED_KEY, "demo", "revoked-app", ("app",)),
 )
 DEVICE_SIGNALS_CAP = 1024  # small, so "too large" needs no large body
+# One vendor per inbound scheme, each with two secrets (a rotation in progress).
+WEBHOOK_VENDORS = {
+    "vendor": WebhookVendor(),
+    "persona": WebhookVendor(scheme="persona", secrets=["persona-new", "persona-old"]),
+    "onfido": WebhookVendor(scheme="onfido", secrets=["onfido-new", "onfido-old"]),
+}
 
 
 @dataclass
@@ -141,6 +147,8 @@ async def gw(
                 **probe.max_upload_bytes,
                 ArtifactKind.device_signals: DEVICE_SIGNALS_CAP,
             },
+            webhook_vendors=WEBHOOK_VENDORS,
+            callback_allowed_hosts=["app.example.com"],
         )
         seed_test_keys(settings)
         deps = ActivityDeps.from_settings(settings)

@@ -118,7 +118,7 @@ async def test_duplicate_event_id_is_acknowledged_but_changes_nothing(gw: Gatewa
     async with gw.http(key=None) as http:
         first = await http.post(PATH, content=first_body, headers=signed(gw, first_body))
         assert first.status_code == 200, first.text
-        assert first.json() == {"duplicate": False}
+        assert first.json() == {"duplicate": False, "superseded": False}
         after_first = await gw.wait_until(
             sid, lambda s: ref not in pending_checks(s), "the webhook's check to complete"
         )
@@ -127,7 +127,7 @@ async def test_duplicate_event_id_is_acknowledged_but_changes_nothing(gw: Gatewa
         again = await http.post(PATH, content=again_body, headers=signed(gw, again_body))
 
     assert again.status_code == 200, again.text
-    assert again.json() == {"duplicate": True}
+    assert again.json() == {"duplicate": True, "superseded": False}
     after_again = await gw.status(sid)
     assert pending_checks(after_again) == pending_checks(after_first)
     assert len(pending_checks(after_again)) == 4

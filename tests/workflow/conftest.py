@@ -22,6 +22,7 @@ from signgate.models import (
 from signgate.sandbox import create_sandbox_app
 from signgate.settings import Settings
 from tests.support import make_settings, onboarding_request, serve_app, store_capture
+from workers.deliveries import app_deliveries
 from workers.onboarding_worker import build_worker
 
 
@@ -52,9 +53,15 @@ class Stack:
         """A parked workflow whose worker is gone stops the test server skipping time
         for every later test, so each test's unfinished sessions end with it."""
         for handle in self.handles:
-            description = await handle.describe()
-            if description.status == WorkflowExecutionStatus.RUNNING:
-                await handle.terminate("test finished")
+            # Status-event deliveries outlive their session (ABANDON): end them too.
+            children = [
+                self.client.get_workflow_handle(child.workflow_id)
+                for child in await app_deliveries(self.client, handle.id)
+            ]
+            for each in [handle, *children]:
+                description = await each.describe()
+                if description.status == WorkflowExecutionStatus.RUNNING:
+                    await each.terminate("test finished")
 
     async def status(self, handle: WorkflowHandle) -> OnboardingStatus:
         return await handle.query("status", result_type=OnboardingStatus)
@@ -77,7 +84,9 @@ async def stack(time_skipping_env: WorkflowEnvironment, tmp_path: Path) -> Async
         webhook_delay_s=0.2,
     )
     async with serve_app(app) as sandbox_url:
-        settings = make_settings(tmp_path / "var", sandbox_url)
+        settings = make_settings(
+            tmp_path / "var", sandbox_url, callback_allowed_hosts=["127.0.0.1"]
+        )
         deps = ActivityDeps.from_settings(settings)
         try:
             async with build_worker(time_skipping_env.client, settings, deps):

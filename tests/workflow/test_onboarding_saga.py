@@ -450,21 +450,30 @@ async def test_activity_log_lines_name_the_workflow_and_run(stack: Stack) -> Non
     import io
     import json
 
+    from fastapi import FastAPI, Response
+
     from signgate.logs import configure_logging
-    from tests.support import free_port
+    from tests.support import serve_app
 
     captured = io.StringIO()
     configure_logging(json_logs=True, stream=captured)
     try:
-        # Nothing listens on the callback port: the unlock activity logs a warning.
-        request, handle = await stack.start(callback_url=f"http://127.0.0.1:{free_port()}/cb")
-        await stack.submit(handle, request.session_id, "bona_fide")
-        assert (await handle.result()).stage is Stage.accepted
+        # The app refuses the event (410, never retried): the delivery activity logs it.
+        receiver = FastAPI()
+        receiver.add_api_route("/cb", lambda: Response(status_code=410), methods=["POST"])
+        async with serve_app(receiver) as url:
+            request, handle = await stack.start(callback_url=f"{url}/cb")
+            await stack.submit(handle, request.session_id, "bona_fide")
+            assert (await handle.result()).stage is Stage.accepted
+            delivery = stack.client.get_workflow_handle(f"app-event-{request.session_id}:decision")
+            await asyncio.wait_for(delivery.result(), timeout=30)
+        run_id = (await delivery.describe()).run_id
     finally:
         configure_logging()
     lines = [json.loads(line) for line in captured.getvalue().splitlines() if line.strip()]
-    failed = [line for line in lines if line.get("event") == "app_callback_failed"]
+    failed = [line for line in lines if line.get("event") == "app_event_delivery_failed"]
+    failed = [line for line in failed if line["workflow_id"] == delivery.id]
     assert failed, captured.getvalue()[-500:]
-    assert failed[0]["workflow_id"] == f"onboarding-{request.session_id}"
-    assert failed[0]["run_id"] == handle.result_run_id
-    assert failed[0]["activity"] == "unlock_signing"
+    assert failed[0]["run_id"] == run_id
+    assert failed[0]["activity"] == "deliver_app_event"
+    assert failed[0]["reason"] == "callback_refused"
