@@ -11,6 +11,7 @@ import pytest
 
 from policies import decide, load_policy
 from policies.loader import POLICY_DIR
+from signgate.detectors.device import no_signals_result
 from signgate.errors import BadInput, Fault
 from signgate.models import Action, CheckKind, CheckResult, CheckStatus, RiskTier
 
@@ -224,6 +225,20 @@ CASES: dict[str, Case] = {
         RiskTier.yellow,
         ("risk_in_review_band", "poor_capture_quality"),
     ),
+    # The local device detector's own "knows nothing" result (risk 0.5, confidence 0).
+    "no_device_signals_goes_to_review_not_accept": Case(
+        round_of(device=no_signals_result()),
+        Action.review,
+        RiskTier.yellow,
+        ("no_device_signals",),
+        absent=("poor_capture_quality",),
+    ),
+    "no_device_signals_hint_on_another_kind_is_not_the_device_rule": Case(
+        round_of(liveness=check(CheckKind.liveness, 0.05, hints=("no_device_signals",))),
+        Action.accept,
+        RiskTier.green,
+        ("risk_within_accept_band",),
+    ),
 }
 
 
@@ -251,7 +266,7 @@ def test_risk_score_is_absent_when_a_weighted_check_is_missing() -> None:
 def test_decision_names_the_default_policy_file() -> None:
     raw = (POLICY_DIR / "default.toml").read_bytes()
     ref = decide(POLICY, round_of()).policy
-    assert (ref.policy_id, ref.version) == ("default", "2026.11.1")
+    assert (ref.policy_id, ref.version) == ("default", "2026.11.2")
     assert ref.sha256 == hashlib.sha256(raw).hexdigest()
 
 
@@ -288,7 +303,7 @@ def test_every_packaged_policy_file_loads() -> None:
         (("accept_max = 0.30", "accept_max = 0.70"), "bands"),
         (("liveness = 0.45", "liveness = 0.55"), "weights must sum to 1"),
         (('action = "reject"', 'action = "accept"'), "hints.0.action"),
-        (('version = "2026.11.1"', 'version = "2026.11.1'), "not valid TOML"),
+        (('version = "2026.11.2"', 'version = "2026.11.2'), "not valid TOML"),
         (('id = "default"', 'id = "other"'), "id:"),
     ],
 )
