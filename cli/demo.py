@@ -1,29 +1,26 @@
 """`signgate demo`: three onboarding sessions through the gateway of the embedded stack.
 
 A bona fide capture is accepted and unlocked, a deepfake is rejected, and a borderline
-capture waits for a reviewer who approves it through the gateway. The demo media are
-synthetic images made on the fly; the vendor is the bundled sandbox, whose outcome the
-`scenario` field of the capture metadata selects.
+capture waits for a reviewer who approves it through the gateway. The captures come from
+`cli/demo_media.py`: the local detectors judge their pixels and device signals, the
+sandbox vendor (SIGNGATE_CHECK_PROVIDER=vendor) their `scenario` field.
 """
 
 from __future__ import annotations
 
-import io
-import os
 from dataclasses import dataclass
 
-from PIL import Image, ImageDraw
 from pydantic import BaseModel
 
+from cli.demo_media import demo_capture
 from signgate.client import GatewayClient
 from signgate.ledger import SqliteLedger
-from signgate.models import ArtifactKind, ArtifactRef, CaptureMetadata, Stage
+from signgate.models import ArtifactRef, CaptureMetadata, Stage
 from signgate.settings import Settings
 from signgate.signer import KeyRing
 from signgate.verification import verify_attestation_with_ledger
 
 SCENARIOS = ("bona_fide", "deepfake", "borderline")
-MEDIA_KINDS = (ArtifactKind.selfie, ArtifactKind.id_front, ArtifactKind.liveness_video)
 
 
 class DemoSession(BaseModel):
@@ -50,25 +47,21 @@ class DemoKeys:
         return cls(app=settings.api_key_for("app"), reviewer=settings.api_key_for("reviewer"))
 
 
-def synthetic_image(label: str) -> bytes:
-    """A unique synthetic picture (random noise + a label), so no capture is a replay."""
-    image = Image.frombytes("RGB", (96, 96), os.urandom(96 * 96 * 3))
-    ImageDraw.Draw(image).text((4, 4), label[:14], fill=(255, 255, 255))
-    buf = io.BytesIO()
-    image.save(buf, format="JPEG")
-    return buf.getvalue()
-
-
 async def run_session(settings: Settings, keys: DemoKeys, scenario: str) -> DemoSession:
     async with GatewayClient(settings.gateway_url, keys.app) as app:
         created = await app.create_session(
             subject_ref=f"demo-user-{scenario}", intent="sign:demo-contract"
         )
         sid = created["session_id"]
+        media = demo_capture(scenario)
         refs: list[ArtifactRef] = []
-        for kind in MEDIA_KINDS:
-            refs.append(await app.upload(sid, kind, synthetic_image(f"{scenario}"), "image/jpeg"))
-        capture = CaptureMetadata(challenge_nonce=created["challenge_nonce"], scenario=scenario)
+        for kind, data in media.media.items():
+            refs.append(await app.upload(sid, kind, data, "image/jpeg"))
+        capture = CaptureMetadata(
+            challenge_nonce=created["challenge_nonce"],
+            scenario=scenario,
+            device_signals=media.device_signals,
+        )
         await app.submit(sid, refs, capture)
         status = await app.wait_for(sid, set(TERMINAL_OR_REVIEW), timeout_s=120)
         reviewed_by = None
