@@ -53,10 +53,10 @@ async def run_session(settings: Settings, keys: DemoKeys, scenario: str) -> Demo
             subject_ref=f"demo-user-{scenario}", intent="sign:demo-contract"
         )
         sid = created["session_id"]
-        media = demo_capture(scenario)
+        media = demo_capture(scenario, (await app.status(sid)).motion_challenge)
         refs: list[ArtifactRef] = []
         for kind, data in media.media.items():
-            refs.append(await app.upload(sid, kind, data, "image/jpeg"))
+            refs.append(await app.upload(sid, kind, data, media.content_type(kind)))
         capture = CaptureMetadata(
             challenge_nonce=created["challenge_nonce"],
             scenario=scenario,

@@ -166,6 +166,8 @@ class CheckRequest(Frozen):
     artifacts: list[ArtifactRef]
     capture: CaptureMetadata
     merkle_root: str
+    # The round's active-liveness challenge (moves in order); empty: passive only.
+    motion_challenge: list[str] = Field(default_factory=list)
 
 
 class CheckOutcome(Frozen):
@@ -374,6 +376,8 @@ class OnboardingStatus(Frozen):
     timeline: list[TimelineEvent]
     attestation: str | None = None
     decision_receipt: LedgerReceipt | None = None
+    # Moves the app must ask for in the liveness video, in order (empty: none asked).
+    motion_challenge: list[str] = Field(default_factory=list)
 
 
 class OnboardingResult(Frozen):

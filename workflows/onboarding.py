@@ -55,6 +55,9 @@ MAX_STEP_UPS = 1
 # Patch id: shadow sessions skip review and unlock whatever the would-be decision. Before
 # it, shadow sessions were never unlocked (and waited for review like enforce ones).
 SHADOW_UNGATED = "shadow-mode-unlocks-ungated"
+# Patch id: each capture challenge also draws a random motion challenge (active liveness).
+MOTION_CHALLENGE = "motion-challenge"
+MOTION_MOVES = ("turn_left", "turn_right", "look_up")
 # A vendor may deliver a webhook before the activity that asked for it has returned;
 # such early results wait here. Bounded so a flood of signals cannot bloat history.
 MAX_EARLY_RESULTS = 32
@@ -94,6 +97,7 @@ class OnboardingWorkflow:
         self._req = request
         self._stage = Stage.awaiting_capture
         self._challenge = ""
+        self._motion: list[str] = []
         self._round = 0
         self._submission: EvidenceSubmission | None = None
         self._sealed: list[SealedEvidence] = []
@@ -221,6 +225,7 @@ class OnboardingWorkflow:
                 artifacts=sealed.artifacts,
                 capture=submission.capture,
                 merkle_root=sealed.merkle_root,
+                motion_challenge=self._motion,
             )
             for kind in CheckKind
         ]
@@ -475,6 +480,7 @@ class OnboardingWorkflow:
             timeline=self._timeline,
             attestation=self._attestation,
             decision_receipt=self._receipt,
+            motion_challenge=self._motion,
         )
 
     # ------------------------------------------------------------------ helpers
@@ -488,6 +494,9 @@ class OnboardingWorkflow:
 
     def _issue_challenge(self) -> None:
         self._challenge = str(workflow.uuid4())
+        if workflow.patched(MOTION_CHALLENGE):
+            # Two different moves in a random order, fresh for every capture round.
+            self._motion = workflow.random().sample(MOTION_MOVES, 2)
 
     def _set_stage(self, stage: Stage, note: str = "") -> None:
         self._stage = stage

@@ -26,6 +26,7 @@ class Evidence:
     media: Mapping[ArtifactKind, bytes]
     sha256: dict[ArtifactKind, str] = field(default_factory=dict)
     session_started_at: datetime | None = None
+    motion_challenge: tuple[str, ...] = ()  # the workflow's active-liveness moves, in order
 
 
 def model_version(detector: str, detector_version: str, packages: tuple[str, ...] = ()) -> str:

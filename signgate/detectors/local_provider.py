@@ -74,6 +74,7 @@ class LocalProvider:
             capture=request.capture,
             media=StoredMedia(self._store, request.artifacts),
             sha256={ref.kind: ref.sha256 for ref in request.artifacts},
+            motion_challenge=tuple(request.motion_challenge),
         )
 
     def run(self, request: CheckRequest) -> CheckOutcome:

@@ -58,6 +58,8 @@ async def test_local_detectors_reach_the_demo_outcomes(
         entries = ledger.entries(session.session_id)
         checks = next(e for e in entries if e.entry_type == "checks_completed").body["checks"]
         assert {c["provider"] for c in checks} == {"local"}, "not judged by the local detectors"
+        liveness = next(c for c in checks if c["kind"] == "liveness")
+        assert any(line.startswith("challenge met: ") for line in liveness["explanations"])
         decision = next(e for e in entries if e.entry_type == "decision").body
         reasons[session.scenario] = decision["decision"]["reasons"]
     assert "synthetic_media_high_confidence" in reasons["deepfake"]

@@ -233,6 +233,19 @@ CASES: dict[str, Case] = {
         ("no_device_signals",),
         absent=("poor_capture_quality",),
     ),
+    "motion_challenge_not_met_asks_for_a_new_capture": Case(
+        round_of(liveness=check(CheckKind.liveness, 0.6, hints=("challenge_not_met",))),
+        Action.step_up,
+        RiskTier.yellow,
+        ("challenge_not_met",),
+    ),
+    "motion_challenge_not_met_twice_goes_to_review": Case(
+        round_of(liveness=check(CheckKind.liveness, 0.6, hints=("challenge_not_met",))),
+        Action.review,
+        RiskTier.yellow,
+        ("challenge_not_met", "step_up_limit_reached"),
+        step_ups_done=1,
+    ),
     "no_device_signals_hint_on_another_kind_is_not_the_device_rule": Case(
         round_of(liveness=check(CheckKind.liveness, 0.05, hints=("no_device_signals",))),
         Action.accept,
@@ -266,7 +279,7 @@ def test_risk_score_is_absent_when_a_weighted_check_is_missing() -> None:
 def test_decision_names_the_default_policy_file() -> None:
     raw = (POLICY_DIR / "default.toml").read_bytes()
     ref = decide(POLICY, round_of()).policy
-    assert (ref.policy_id, ref.version) == ("default", "2026.11.2")
+    assert (ref.policy_id, ref.version) == ("default", "2026.11.3")
     assert ref.sha256 == hashlib.sha256(raw).hexdigest()
 
 
@@ -303,7 +316,7 @@ def test_every_packaged_policy_file_loads() -> None:
         (("accept_max = 0.30", "accept_max = 0.70"), "bands"),
         (("liveness = 0.45", "liveness = 0.55"), "weights must sum to 1"),
         (('action = "reject"', 'action = "accept"'), "hints.0.action"),
-        (('version = "2026.11.2"', 'version = "2026.11.2'), "not valid TOML"),
+        (('version = "2026.11.3"', 'version = "2026.11.3'), "not valid TOML"),
         (('id = "default"', 'id = "other"'), "id:"),
     ],
 )

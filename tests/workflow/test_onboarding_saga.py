@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -467,3 +468,37 @@ async def test_activity_log_lines_name_the_workflow_and_run(stack: Stack) -> Non
     assert failed[0]["workflow_id"] == f"onboarding-{request.session_id}"
     assert failed[0]["run_id"] == handle.result_run_id
     assert failed[0]["activity"] == "unlock_signing"
+
+
+async def test_each_capture_round_gets_a_random_motion_challenge_passed_to_liveness(
+    stack: Stack,
+) -> None:
+    request, handle = await stack.start()
+    first = (await stack.status(handle)).motion_challenge
+    await stack.submit(handle, request.session_id, "poor_capture")
+    await wait_for_stage(stack, handle, Stage.awaiting_step_up)
+    second = (await stack.status(handle)).motion_challenge
+    await stack.submit(handle, request.session_id, "bona_fide")
+    await handle.result()
+    await record_history(handle, "motion_challenge_step_up_then_accept")
+
+    for challenge in (first, second):
+        assert len(challenge) == 2 and len(set(challenge)) == 2
+        assert set(challenge) <= {"turn_left", "turn_right", "look_up"}
+    # What each round's checks were asked, read from the history the workflow wrote.
+    history = await handle.fetch_history()
+    sent = [
+        json.loads(event.activity_task_scheduled_event_attributes.input.payloads[0].data)
+        for event in history.events
+        if event.activity_task_scheduled_event_attributes.activity_type.name == "check_liveness"
+    ]
+    assert [(s["round"], s["motion_challenge"]) for s in sent] == [(1, first), (2, second)]
+
+
+async def test_motion_challenges_are_not_one_fixed_sequence(stack: Stack) -> None:
+    seen = set()
+    for _ in range(6):
+        _, handle = await stack.start()
+        seen.add(tuple((await stack.status(handle)).motion_challenge))
+    # six sessions drawing from six orderings: all the same has odds (1/6)^5
+    assert len(seen) > 1
