@@ -12,6 +12,7 @@ from temporalio import activity
 
 from activities.deps import ActivityDeps
 from activities.errors import reason_coded
+from signgate.detectors.cache import ResultCache
 from signgate.detectors.local_provider import LocalProvider
 from signgate.errors import BadInput
 from signgate.metrics import CHECK_LATENCY
@@ -21,7 +22,8 @@ from signgate.models import CheckKind, CheckOutcome, CheckRequest
 class CheckActivities:
     def __init__(self, deps: ActivityDeps) -> None:
         self._deps = deps
-        self._local = LocalProvider(deps.store)
+        cache = ResultCache(deps.settings.var_dir / "detector-cache.sqlite3")
+        self._local = LocalProvider(deps.store, cache)
 
     async def _run(self, kind: CheckKind, request: CheckRequest) -> CheckOutcome:
         if request.kind is not kind:

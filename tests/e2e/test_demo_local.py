@@ -13,6 +13,7 @@ import pytest_asyncio
 from cli.demo import DemoReport, run_demo
 from cli.demo_run import demo_settings
 from signgate.client import GatewayClient
+from signgate.detectors.cache import ResultCache
 from signgate.ledger import SqliteLedger
 from signgate.settings import Settings
 from tests.support import free_port
@@ -63,6 +64,8 @@ async def test_local_detectors_reach_the_demo_outcomes(
         decision = next(e for e in entries if e.entry_type == "decision").body
         reasons[session.scenario] = decision["decision"]["reasons"]
     assert "synthetic_media_high_confidence" in reasons["deepfake"]
+    # every local result of the run was kept in the result cache under the data dir
+    assert ResultCache(settings.var_dir / "detector-cache.sqlite3").count() >= 3 * 5
     assert "no_device_signals" in reasons["borderline"]
 
 
