@@ -398,6 +398,12 @@ def check_deepfake(evidence: Evidence) -> CheckResult:
         except ValueError as exc:
             return _failed("image_undecodable", f"{kind.value}: {exc}", started)
         kind_hints, lines = explain(report, kind.value)
+        if evidence.keep_artifact is not None:
+            ref = evidence.keep_artifact(kind, report.heatmap_png(), "image/png")
+            lines.append(
+                f"{kind.value}: region heatmap PNG kept as evidence "
+                f"sha256={ref.sha256} object_key={ref.object_key}"
+            )
         hints += [h for h in kind_hints if h not in hints]
         explanations += lines
         risk = max(risk, *report.scores.values())

@@ -84,7 +84,13 @@ class LocalProvider:
             media=StoredMedia(self._store, request.artifacts),
             sha256={ref.kind: ref.sha256 for ref in request.artifacts},
             motion_challenge=tuple(request.motion_challenge),
+            keep_artifact=self._keep,
         )
+
+    def _keep(self, source: ArtifactKind, data: bytes, content_type: str) -> ArtifactRef:
+        """A detector by-product, in the same write-once content-addressed store as the
+        evidence; its ref's kind names the artifact it was computed from."""
+        return self._store.put_bytes(source, data, content_type=content_type)
 
     def run(self, request: CheckRequest) -> CheckOutcome:
         started = time.perf_counter()
