@@ -220,6 +220,19 @@ class DecideRequest(Frozen):
     step_ups_done: int = 0
 
 
+class CheckPlanRequest(Frozen):
+    """Activity `plan_checks`: which checks the session's policy wants run first."""
+
+    policy_id: str | None = None
+
+
+class CheckPlan(Frozen):
+    """Kinds to run first; when the policy rejects on them (and the sealing flags) alone,
+    the other checks are skipped. Empty: every check at once."""
+
+    cheap_first: list[CheckKind] = Field(default_factory=list)
+
+
 # --------------------------------------------------------------------------- review
 
 

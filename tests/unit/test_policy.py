@@ -279,7 +279,7 @@ def test_risk_score_is_absent_when_a_weighted_check_is_missing() -> None:
 def test_decision_names_the_default_policy_file() -> None:
     raw = (POLICY_DIR / "default.toml").read_bytes()
     ref = decide(POLICY, round_of()).policy
-    assert (ref.policy_id, ref.version) == ("default", "2026.11.3")
+    assert (ref.policy_id, ref.version) == ("default", "2026.11.4")
     assert ref.sha256 == hashlib.sha256(raw).hexdigest()
 
 
@@ -316,7 +316,7 @@ def test_every_packaged_policy_file_loads() -> None:
         (("accept_max = 0.30", "accept_max = 0.70"), "bands"),
         (("liveness = 0.45", "liveness = 0.55"), "weights must sum to 1"),
         (('action = "reject"', 'action = "accept"'), "hints.0.action"),
-        (('version = "2026.11.3"', 'version = "2026.11.3'), "not valid TOML"),
+        (('version = "2026.11.4"', 'version = "2026.11.4'), "not valid TOML"),
         (('id = "default"', 'id = "other"'), "id:"),
     ],
 )
@@ -331,3 +331,16 @@ def test_malformed_policy_file_names_the_file_and_field(
     assert err.value.reason == "malformed_policy"
     assert str(tmp_path / "default.toml") in err.value.message
     assert names in err.value.message
+
+
+async def test_the_policy_chooses_the_cheap_first_checks(tmp_path: Path) -> None:
+    from activities.checks import plan_checks
+    from signgate.models import CheckPlanRequest
+
+    plan = await plan_checks(CheckPlanRequest(policy_id="default"))
+    assert plan.cheap_first == [CheckKind.provenance, CheckKind.device]
+    text = (POLICY_DIR / "default.toml").read_text()
+    (tmp_path / "default.toml").write_text(
+        text.replace('cheap_first = ["provenance", "device"]', "")
+    )
+    assert load_policy(directory=tmp_path).cheap_first == []  # absent: all checks at once
