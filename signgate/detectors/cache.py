@@ -7,7 +7,9 @@ SHA-256 of the canonical JSON of everything a local detector's answer depends on
 - the check kind and the detector's `model_version` (name, version and package pins, so a
   new detector or a new OpenCV never reuses an old answer),
 - the sealed SHA-256 of every artifact of the round (by kind),
-- the capture metadata (device signals, capture time) and the motion challenge.
+- the capture metadata the detectors read (device signals, capture time; not the
+  challenge nonce or the sandbox scenario, which no local detector reads, so the same
+  media in another round or session is a hit) and the motion challenge.
 
 Only completed results are stored: an error may be a bug fixed tomorrow. Stored results
 are never updated (first write wins). The table lives in its own SQLite file under the
@@ -44,7 +46,7 @@ def cache_key(request: CheckRequest, model_version: str) -> str:
         "kind": request.kind.value,
         "model_version": model_version,
         "artifacts": {ref.kind.value: ref.sha256 for ref in request.artifacts},
-        "capture": request.capture.model_dump(mode="json"),
+        "capture": request.capture.model_dump(mode="json", exclude={"challenge_nonce", "scenario"}),
         "motion_challenge": list(request.motion_challenge),
     }
     return sha256_hex(canonical_json(facts))

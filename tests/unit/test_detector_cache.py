@@ -77,6 +77,17 @@ def test_a_repeated_check_is_not_recomputed_even_by_a_new_worker(
     assert again.explanations[-1].startswith("result reused")
 
 
+def test_the_same_media_in_a_new_round_is_reused(store: LocalEvidenceStore, tmp_path: Path) -> None:
+    local = provider(store, tmp_path)
+    req = request(store, b"selfie-1", webdriver=True)
+    local.run(req)
+    next_round = req.model_copy(
+        update={"round": 2, "capture": req.capture.model_copy(update={"challenge_nonce": "m"})}
+    )
+    assert local.run(next_round).result is not None
+    assert CALLS == ["s1"]
+
+
 def test_other_evidence_or_capture_is_computed_afresh(
     store: LocalEvidenceStore, tmp_path: Path
 ) -> None:
