@@ -47,29 +47,45 @@ def _spread(count: int, keep: int) -> set[int]:
 
 
 def read_frames(data: bytes, max_frames: int = MAX_FRAMES) -> list[np.ndarray]:
-    """Up to `max_frames` RGB frames spread evenly over the clip."""
+    """Up to `max_frames` RGB frames spread evenly over the clip. Two passes: the first
+    only counts frames (`grab`, no pixel conversion), the second converts the chosen
+    ones, so memory stays at `max_frames` small frames whatever the clip's length."""
     fd, path = tempfile.mkstemp(suffix=".video")
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
+        count = _count_frames(path)
+        keep = _spread(count, max_frames)
+        frames: list[np.ndarray] = []
         capture = cv2.VideoCapture(path)
         try:
-            if not capture.isOpened():
-                raise VideoUndecodable("not a video OpenCV can read")
-            decoded: list[np.ndarray] = []
-            while len(decoded) < MAX_DECODED_FRAMES:
-                ok, bgr = capture.read()
-                if not ok:
+            for index in range(count):
+                if not capture.grab():
                     break
-                decoded.append(_small(bgr))
+                if index in keep:
+                    ok, bgr = capture.retrieve()
+                    if ok:
+                        frames.append(_small(bgr))
         finally:
             capture.release()
     finally:
         os.unlink(path)
-    if not decoded:
+    if not frames:
         raise VideoUndecodable("the video holds no frame")
-    keep = _spread(len(decoded), max_frames)
-    return [frame for i, frame in enumerate(decoded) if i in keep]
+    return frames
+
+
+def _count_frames(path: str) -> int:
+    capture = cv2.VideoCapture(path)
+    try:
+        if not capture.isOpened():
+            raise VideoUndecodable("not a video OpenCV can read")
+        count = 0
+        while count < MAX_DECODED_FRAMES and capture.grab():
+            count += 1
+        return count
+    finally:
+        capture.release()
 
 
 def _small(bgr: np.ndarray) -> np.ndarray:

@@ -138,3 +138,15 @@ def test_a_face_re_rendered_per_frame_is_flagged_by_the_temporal_check(
     result = check_deepfake(evidence(still, encode_clip(rerendered_face(left_then_up)), ()))
     assert "temporal_inconsistency" in result.attack_hints
     assert result.risk_score is not None and result.risk_score >= 0.5
+
+
+def test_a_long_clip_is_sampled_evenly_into_a_bounded_number_of_frames() -> None:
+    from signgate.detectors.video import MAX_FRAMES, read_frames
+
+    frames = [np.full((64, 80, 3), i * 2, np.uint8) for i in range(90)]
+    read = read_frames(encode_clip(frames))
+    assert len(read) == MAX_FRAMES < 90
+    levels = [int(f.mean() / 2 + 0.5) for f in read]
+    # first and last frame (within JPEG rounding), evenly in between
+    assert levels[0] <= 1 and levels[-1] >= 88
+    assert levels == sorted(levels)
