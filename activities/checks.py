@@ -12,16 +12,19 @@ from temporalio import activity
 
 from activities.deps import ActivityDeps
 from activities.errors import reason_coded
+from policies.engine import load_policy
+from signgate.detectors.cache import ResultCache
 from signgate.detectors.local_provider import LocalProvider
 from signgate.errors import BadInput
 from signgate.metrics import CHECK_LATENCY
-from signgate.models import CheckKind, CheckOutcome, CheckRequest
+from signgate.models import CheckKind, CheckOutcome, CheckPlan, CheckPlanRequest, CheckRequest
 
 
 class CheckActivities:
     def __init__(self, deps: ActivityDeps) -> None:
         self._deps = deps
-        self._local = LocalProvider(deps.store)
+        cache = ResultCache(deps.settings.var_dir / "detector-cache.sqlite3")
+        self._local = LocalProvider(deps.store, cache)
 
     async def _run(self, kind: CheckKind, request: CheckRequest) -> CheckOutcome:
         if request.kind is not kind:
@@ -62,3 +65,10 @@ class CheckActivities:
     @reason_coded
     async def check_provenance(self, request: CheckRequest) -> CheckOutcome:
         return await self._run(CheckKind.provenance, request)
+
+
+@activity.defn(name="plan_checks")
+@reason_coded
+async def plan_checks(request: CheckPlanRequest) -> CheckPlan:
+    """The policy's cheap-first checks: the workflow stays ignorant of which are cheap."""
+    return CheckPlan(cheap_first=load_policy(request.policy_id).cheap_first)

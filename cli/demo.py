@@ -1,29 +1,25 @@
 """`signgate demo`: three onboarding sessions through the gateway of the embedded stack.
 
 A bona fide capture is accepted and unlocked, a deepfake is rejected, and a borderline
-capture waits for a reviewer who approves it through the gateway. The demo media are
-synthetic images made on the fly; the vendor is the bundled sandbox, whose outcome the
-`scenario` field of the capture metadata selects.
+capture waits for a reviewer who approves it through the gateway. The captures come from
+`cli/demo_media.py`: the local detectors judge their pixels and device signals, the
+sandbox vendor (SIGNGATE_CHECK_PROVIDER=vendor) their `scenario` field.
 """
 
 from __future__ import annotations
 
-import io
-import os
 from dataclasses import dataclass
 
-from PIL import Image, ImageDraw
 from pydantic import BaseModel
 
+from cli.demo_media import demo_capture
 from signgate.client import GatewayClient
 from signgate.ledger import open_ledger
-from signgate.models import ArtifactKind, ArtifactRef, CaptureMetadata, Stage
-from signgate.sample_media import mp4_bytes
+from signgate.models import ArtifactRef, CaptureMetadata, Stage
 from signgate.settings import Settings
 from signgate.signer import KeyRing
 
 SCENARIOS = ("bona_fide", "deepfake", "borderline")
-MEDIA_KINDS = (ArtifactKind.selfie, ArtifactKind.id_front, ArtifactKind.liveness_video)
 
 
 class DemoSession(BaseModel):
@@ -50,15 +46,6 @@ class DemoKeys:
         return cls(app=settings.api_key_for("app"), reviewer=settings.api_key_for("reviewer"))
 
 
-def synthetic_image(label: str) -> bytes:
-    """A unique synthetic picture (random noise + a label), so no capture is a replay."""
-    image = Image.frombytes("RGB", (96, 96), os.urandom(96 * 96 * 3))
-    ImageDraw.Draw(image).text((4, 4), label[:14], fill=(255, 255, 255))
-    buf = io.BytesIO()
-    image.save(buf, format="JPEG")
-    return buf.getvalue()
-
-
 async def run_session(settings: Settings, keys: DemoKeys, scenario: str) -> DemoSession:
     """One session exactly as an onboarding app (and a reviewer) would drive it: through
     `signgate.client` alone, ending with the attestation checked against our public keys
@@ -69,14 +56,15 @@ async def run_session(settings: Settings, keys: DemoKeys, scenario: str) -> Demo
             subject_ref=f"demo-user-{scenario}", intent="sign:demo-contract"
         )
         sid = created.session_id
+        media = demo_capture(scenario, (await app.status(sid)).motion_challenge)
         refs: list[ArtifactRef] = []
-        for kind in MEDIA_KINDS:
-            if kind is ArtifactKind.liveness_video:
-                refs.append(await app.upload(sid, kind, mp4_bytes(scenario), "video/mp4"))
-            else:
-                media = synthetic_image(f"{scenario}")
-                refs.append(await app.upload(sid, kind, media, "image/jpeg"))
-        capture = CaptureMetadata(challenge_nonce=created.challenge_nonce, scenario=scenario)
+        for kind, data in media.media.items():
+            refs.append(await app.upload(sid, kind, data, media.content_type(kind)))
+        capture = CaptureMetadata(
+            challenge_nonce=created.challenge_nonce,
+            scenario=scenario,
+            device_signals=media.device_signals,
+        )
         await app.submit(sid, refs, capture)
         status = await app.wait_for_decision(sid, include_review=True, timeout_s=120)
         reviewed_by = None

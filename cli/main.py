@@ -149,9 +149,10 @@ def demo(
 ) -> None:
     """Three sessions: bona fide (accepted), deepfake (rejected), borderline (reviewed)."""
     from cli.demo import run_demo
+    from cli.demo_run import demo_settings
     from workers.stack import embedded_stack
 
-    settings = get_settings()
+    settings = get_settings() if use_running else demo_settings(get_settings())
 
     async def main() -> object:
         if use_running:
@@ -185,6 +186,7 @@ def demo(
             )
         console.print(table)
         console.print(f"audit ledger verified: {report.audit_verified}")
+        console.print(f"checks by: {settings.check_provider}; data: {settings.var_dir}")
     if not report.audit_verified:
         raise typer.Exit(code=1)
 

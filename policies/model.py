@@ -87,6 +87,10 @@ class Policy(Strict):
     deepfake: Deepfake
     hints: list[HintRule] = Field(default_factory=list)
     flags: list[FlagRule] = Field(default_factory=list)
+    # Checks run before the others; a reject on them and the sealing flags alone skips
+    # the rest (never an early accept: accepting needs every required check). Empty: all
+    # checks run at once.
+    cheap_first: list[CheckKind] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> Policy:

@@ -166,6 +166,8 @@ class CheckRequest(Frozen):
     artifacts: list[ArtifactRef]
     capture: CaptureMetadata
     merkle_root: str
+    # The round's active-liveness challenge (moves in order); empty: passive only.
+    motion_challenge: list[str] = Field(default_factory=list)
 
 
 class CheckOutcome(Frozen):
@@ -216,6 +218,19 @@ class DecideRequest(Frozen):
     checks: list[CheckResult]
     evidence_flags: list[str] = Field(default_factory=list)
     step_ups_done: int = 0
+
+
+class CheckPlanRequest(Frozen):
+    """Activity `plan_checks`: which checks the session's policy wants run first."""
+
+    policy_id: str | None = None
+
+
+class CheckPlan(Frozen):
+    """Kinds to run first; when the policy rejects on them (and the sealing flags) alone,
+    the other checks are skipped. Empty: every check at once."""
+
+    cheap_first: list[CheckKind] = Field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- review
@@ -374,6 +389,8 @@ class OnboardingStatus(Frozen):
     timeline: list[TimelineEvent]
     attestation: str | None = None
     decision_receipt: LedgerReceipt | None = None
+    # Moves the app must ask for in the liveness video, in order (empty: none asked).
+    motion_challenge: list[str] = Field(default_factory=list)
 
 
 class OnboardingResult(Frozen):

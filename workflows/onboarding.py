@@ -31,6 +31,8 @@ with workflow.unsafe.imports_passed_through():
         AppEventType,
         CheckKind,
         CheckOutcome,
+        CheckPlan,
+        CheckPlanRequest,
         CheckRequest,
         CheckResult,
         CheckStatus,
@@ -70,6 +72,12 @@ SHADOW_UNGATED = "shadow-mode-unlocks-ungated"
 # callback URL through AppEventWorkflow children. Before it, only the unlock activity
 # called back, once, best effort.
 APP_STATUS_EVENTS = "app-status-events"
+# Patch id: each capture challenge also draws a random motion challenge (active liveness).
+MOTION_CHALLENGE = "motion-challenge"
+MOTION_MOVES = ("turn_left", "turn_right", "look_up")
+# Patch id: the policy's cheap checks run first; a reject on them alone skips the rest.
+CHEAP_FIRST = "cheap-first"
+SKIPPED = "skipped_after_conclusive_cheap_checks"
 # A vendor may deliver a webhook before the activity that asked for it has returned;
 # such early results wait here. Bounded so a flood of signals cannot bloat history.
 MAX_EARLY_RESULTS = 32
@@ -109,6 +117,7 @@ class OnboardingWorkflow:
         self._req = request
         self._stage = Stage.awaiting_capture
         self._challenge = ""
+        self._motion: list[str] = []
         self._round = 0
         self._submission: EvidenceSubmission | None = None
         self._sealed: list[SealedEvidence] = []
@@ -248,10 +257,65 @@ class OnboardingWorkflow:
                 artifacts=sealed.artifacts,
                 capture=submission.capture,
                 merkle_root=sealed.merkle_root,
+                motion_challenge=self._motion,
             )
             for kind in CheckKind
         ]
+        if workflow.patched(CHEAP_FIRST):
+            return await self._run_cheap_first(sealed, requests)
         return list(await asyncio.gather(*(self._run_check(r) for r in requests)))
+
+    async def _run_cheap_first(
+        self, sealed: SealedEvidence, requests: list[CheckRequest]
+    ) -> list[CheckResult]:
+        """The policy's cheap checks first; if the policy already rejects on them and the
+        sealing flags, the heavy ones are recorded as skipped (unavailable), never run."""
+        plan = await workflow.execute_activity(
+            "plan_checks",
+            CheckPlanRequest(policy_id=self._req.policy_id),
+            result_type=CheckPlan,
+            start_to_close_timeout=LEDGER_TIMEOUT,
+            retry_policy=DURABLE_RETRY,
+        )
+        cheap = [r for r in requests if r.kind in plan.cheap_first]
+        heavy = [r for r in requests if r.kind not in plan.cheap_first]
+        if not cheap or not heavy:
+            return list(await asyncio.gather(*(self._run_check(r) for r in requests)))
+        tasks = [asyncio.create_task(self._run_check(r)) for r in cheap]
+        cheap_kinds = {r.kind for r in cheap}
+        # Wait for the cheap checks only while they answer at once: one parked on a vendor
+        # webhook must not hold the heavy ones back (nor double a silent vendor's timeout).
+        await workflow.wait_condition(
+            lambda: all(t.done() for t in tasks) or bool(cheap_kinds & set(self._pending.values()))
+        )
+        if all(t.done() for t in tasks) and await self._rejects_early(sealed, tasks):
+            rest = [_failed_check(r.kind, CheckStatus.unavailable, SKIPPED) for r in heavy]
+        else:
+            rest = list(await asyncio.gather(*(self._run_check(r) for r in heavy)))
+        first = list(await asyncio.gather(*tasks))
+        by_kind = {c.kind: c for c in [*first, *rest]}
+        return [by_kind[r.kind] for r in requests]
+
+    async def _rejects_early(
+        self, sealed: SealedEvidence, tasks: list[asyncio.Task[CheckResult]]
+    ) -> bool:
+        """Whether the policy already rejects on the cheap results and the sealing flags
+        (it never accepts on them: every required check is needed for that)."""
+        early = await workflow.execute_activity(
+            "decide",
+            DecideRequest(
+                session_id=self._req.session_id,
+                policy_id=self._req.policy_id,
+                checks=[t.result() for t in tasks],
+                evidence_flags=sealed.flags,
+            ),
+            result_type=Decision,
+            start_to_close_timeout=LEDGER_TIMEOUT,
+            retry_policy=DURABLE_RETRY,
+        )
+        if early.action is Action.reject:
+            self._note(f"cheap checks conclusive ({', '.join(early.reasons)}): heavy ones skipped")
+        return early.action is Action.reject
 
     async def _run_check(self, request: CheckRequest) -> CheckResult:
         try:
@@ -529,6 +593,7 @@ class OnboardingWorkflow:
             timeline=self._timeline,
             attestation=self._attestation,
             decision_receipt=self._receipt,
+            motion_challenge=self._motion,
         )
 
     # ------------------------------------------------------------------ helpers
@@ -542,6 +607,9 @@ class OnboardingWorkflow:
 
     def _issue_challenge(self) -> None:
         self._challenge = str(workflow.uuid4())
+        if workflow.patched(MOTION_CHALLENGE):
+            # Two different moves in a random order, fresh for every capture round.
+            self._motion = workflow.random().sample(MOTION_MOVES, 2)
 
     def _set_stage(self, stage: Stage, note: str = "") -> None:
         self._stage = stage

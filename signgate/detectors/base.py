@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 
-from signgate.models import ArtifactKind, CaptureMetadata
+from signgate.models import ArtifactKind, ArtifactRef, CaptureMetadata
+
+# Keeps a detector's by-product (e.g. a heatmap PNG) as a write-once evidence object:
+# (source artifact kind, bytes, content type) -> its ref (sha256, object key).
+KeepArtifact = Callable[[ArtifactKind, bytes, str], ArtifactRef]
 
 PROVIDER = "local"
 
@@ -26,6 +30,8 @@ class Evidence:
     media: Mapping[ArtifactKind, bytes]
     sha256: dict[ArtifactKind, str] = field(default_factory=dict)
     session_started_at: datetime | None = None
+    motion_challenge: tuple[str, ...] = ()  # the workflow's active-liveness moves, in order
+    keep_artifact: KeepArtifact | None = None  # None: by-products are not stored
 
 
 def model_version(detector: str, detector_version: str, packages: tuple[str, ...] = ()) -> str:

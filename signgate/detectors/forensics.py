@@ -40,7 +40,7 @@ from signgate.models import ArtifactKind, CheckKind, CheckResult, CheckStatus
 if TYPE_CHECKING:
     from signgate.detectors.faces import Face
 
-MODEL_VERSION = model_version("image-forensics", "1", ("numpy", "opencv-python-headless", "Pillow"))
+MODEL_VERSION = model_version("image-forensics", "2", ("numpy", "opencv-python-headless", "Pillow"))
 
 # Thresholds, calibrated on skimage's astronaut (JPEG q 70, 85, 95 at 512 px, q 90 at
 # 1024 px), chelsea (q 90) and coffee (q 85) as bona fide against signgate.attacks' outputs
@@ -398,10 +398,23 @@ def check_deepfake(evidence: Evidence) -> CheckResult:
         except ValueError as exc:
             return _failed("image_undecodable", f"{kind.value}: {exc}", started)
         kind_hints, lines = explain(report, kind.value)
+        if evidence.keep_artifact is not None:
+            ref = evidence.keep_artifact(kind, report.heatmap_png(), "image/png")
+            lines.append(
+                f"{kind.value}: region heatmap PNG kept as evidence "
+                f"sha256={ref.sha256} object_key={ref.object_key}"
+            )
         hints += [h for h in kind_hints if h not in hints]
         explanations += lines
         risk = max(risk, *report.scores.values())
         digest.update(repr(sorted(report.raw.items())).encode())
+    video = evidence.media.get(ArtifactKind.liveness_video)
+    if video is not None:
+        video_risk, video_hints, video_lines = _video_signals(video)
+        risk = max(risk, video_risk)
+        hints += [h for h in video_hints if h not in hints]
+        explanations += video_lines
+        digest.update(repr(video_lines).encode())
     return CheckResult(
         kind=CheckKind.deepfake,
         status=CheckStatus.completed,
@@ -414,6 +427,28 @@ def check_deepfake(evidence: Evidence) -> CheckResult:
         raw_response_sha256=digest.hexdigest(),
         explanations=explanations,
     )
+
+
+def _video_signals(video: bytes) -> tuple[float, list[str], list[str]]:
+    """(risk, hints, explanations) of the temporal face-vs-background check on the clip."""
+    from signgate.detectors.temporal import JITTER_THRESHOLD, temporal_consistency
+    from signgate.detectors.video import VideoUndecodable, frames_with_faces
+
+    try:
+        report = temporal_consistency(frames_with_faces(video))
+    except VideoUndecodable as exc:
+        return 0.0, [], [f"liveness video: not analysed ({exc})"]
+    if report is None:
+        return 0.0, [], ["liveness video: too few frames with one face for the temporal check"]
+    score = squash(report.excess, JITTER_THRESHOLD)
+    line = (
+        f"liveness video: face texture jitter {report.face_jitter:.2f} vs background "
+        f"{report.background_jitter:.2f} log2 over {report.frames} frames "
+        f"(excess threshold {JITTER_THRESHOLD})"
+    )
+    if score >= FLAG_SCORE:
+        return score, ["temporal_inconsistency"], [f"{line}: the face is re-rendered per frame"]
+    return score, [], [line]
 
 
 def decode_with_faces(data: bytes) -> tuple[np.ndarray, Sequence[Face] | None]:

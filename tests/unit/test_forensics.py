@@ -35,7 +35,7 @@ def test_bona_fide_astronaut_jpeg_passes_with_low_risk(astronaut: np.ndarray, qu
     result = check_deepfake(evidence(attacks.jpeg_bytes(astronaut, quality)))
     assert result.status is CheckStatus.completed and result.kind is CheckKind.deepfake
     assert result.provider == "local" and result.model_version.startswith(
-        "image-forensics/1 (numpy=="
+        "image-forensics/2 (numpy=="
     )
     assert result.attack_hints == []
     assert result.risk_score is not None and result.risk_score < 0.3

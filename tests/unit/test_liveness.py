@@ -33,7 +33,7 @@ def astronaut() -> np.ndarray:
 def test_bona_fide_astronaut_is_live_with_low_risk(astronaut: np.ndarray, quality: int) -> None:
     result = liveness_of(astronaut, quality)
     assert result.status is CheckStatus.completed and result.kind is CheckKind.liveness
-    assert result.model_version.startswith("passive-liveness/1 (")
+    assert result.model_version.startswith("liveness/2 (")
     assert result.attack_hints == []
     assert result.risk_score is not None and result.risk_score < 0.3
 
@@ -79,9 +79,7 @@ def test_undecodable_selfie_is_an_error_not_an_exception() -> None:
         Evidence(session_id="s", capture=CaptureMetadata(challenge_nonce="n"), media=media)
     )
     assert result.status is CheckStatus.error and result.reason == "image_undecodable"
-    assert result.kind is CheckKind.liveness and result.model_version.startswith(
-        "passive-liveness/1"
-    )
+    assert result.kind is CheckKind.liveness and result.model_version.startswith("liveness/2")
 
 
 def test_liveness_forensics_and_face_match_share_one_detection_per_image(

@@ -11,6 +11,7 @@ import pytest
 
 from policies import decide, load_policy
 from policies.loader import POLICY_DIR
+from signgate.detectors.device import no_signals_result
 from signgate.errors import BadInput, Fault
 from signgate.models import Action, CheckKind, CheckResult, CheckStatus, RiskTier
 
@@ -224,6 +225,33 @@ CASES: dict[str, Case] = {
         RiskTier.yellow,
         ("risk_in_review_band", "poor_capture_quality"),
     ),
+    # The local device detector's own "knows nothing" result (risk 0.5, confidence 0).
+    "no_device_signals_goes_to_review_not_accept": Case(
+        round_of(device=no_signals_result()),
+        Action.review,
+        RiskTier.yellow,
+        ("no_device_signals",),
+        absent=("poor_capture_quality",),
+    ),
+    "motion_challenge_not_met_asks_for_a_new_capture": Case(
+        round_of(liveness=check(CheckKind.liveness, 0.6, hints=("challenge_not_met",))),
+        Action.step_up,
+        RiskTier.yellow,
+        ("challenge_not_met",),
+    ),
+    "motion_challenge_not_met_twice_goes_to_review": Case(
+        round_of(liveness=check(CheckKind.liveness, 0.6, hints=("challenge_not_met",))),
+        Action.review,
+        RiskTier.yellow,
+        ("challenge_not_met", "step_up_limit_reached"),
+        step_ups_done=1,
+    ),
+    "no_device_signals_hint_on_another_kind_is_not_the_device_rule": Case(
+        round_of(liveness=check(CheckKind.liveness, 0.05, hints=("no_device_signals",))),
+        Action.accept,
+        RiskTier.green,
+        ("risk_within_accept_band",),
+    ),
 }
 
 
@@ -251,7 +279,7 @@ def test_risk_score_is_absent_when_a_weighted_check_is_missing() -> None:
 def test_decision_names_the_default_policy_file() -> None:
     raw = (POLICY_DIR / "default.toml").read_bytes()
     ref = decide(POLICY, round_of()).policy
-    assert (ref.policy_id, ref.version) == ("default", "2026.11.1")
+    assert (ref.policy_id, ref.version) == ("default", "2026.11.4")
     assert ref.sha256 == hashlib.sha256(raw).hexdigest()
 
 
@@ -288,7 +316,7 @@ def test_every_packaged_policy_file_loads() -> None:
         (("accept_max = 0.30", "accept_max = 0.70"), "bands"),
         (("liveness = 0.45", "liveness = 0.55"), "weights must sum to 1"),
         (('action = "reject"', 'action = "accept"'), "hints.0.action"),
-        (('version = "2026.11.1"', 'version = "2026.11.1'), "not valid TOML"),
+        (('version = "2026.11.4"', 'version = "2026.11.4'), "not valid TOML"),
         (('id = "default"', 'id = "other"'), "id:"),
     ],
 )
@@ -303,3 +331,16 @@ def test_malformed_policy_file_names_the_file_and_field(
     assert err.value.reason == "malformed_policy"
     assert str(tmp_path / "default.toml") in err.value.message
     assert names in err.value.message
+
+
+async def test_the_policy_chooses_the_cheap_first_checks(tmp_path: Path) -> None:
+    from activities.checks import plan_checks
+    from signgate.models import CheckPlanRequest
+
+    plan = await plan_checks(CheckPlanRequest(policy_id="default"))
+    assert plan.cheap_first == [CheckKind.provenance, CheckKind.device]
+    text = (POLICY_DIR / "default.toml").read_text()
+    (tmp_path / "default.toml").write_text(
+        text.replace('cheap_first = ["provenance", "device"]', "")
+    )
+    assert load_policy(directory=tmp_path).cheap_first == []  # absent: all checks at once

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -477,3 +478,89 @@ async def test_activity_log_lines_name_the_workflow_and_run(stack: Stack) -> Non
     assert failed[0]["run_id"] == run_id
     assert failed[0]["activity"] == "deliver_app_event"
     assert failed[0]["reason"] == "callback_refused"
+
+
+async def test_each_capture_round_gets_a_random_motion_challenge_passed_to_liveness(
+    stack: Stack,
+) -> None:
+    request, handle = await stack.start()
+    first = (await stack.status(handle)).motion_challenge
+    await stack.submit(handle, request.session_id, "poor_capture")
+    await wait_for_stage(stack, handle, Stage.awaiting_step_up)
+    second = (await stack.status(handle)).motion_challenge
+    await stack.submit(handle, request.session_id, "bona_fide")
+    await handle.result()
+    await record_history(handle, "motion_challenge_step_up_then_accept")
+
+    for challenge in (first, second):
+        assert len(challenge) == 2 and len(set(challenge)) == 2
+        assert set(challenge) <= {"turn_left", "turn_right", "look_up"}
+    # What each round's checks were asked, read from the history the workflow wrote.
+    history = await handle.fetch_history()
+    sent = [
+        json.loads(event.activity_task_scheduled_event_attributes.input.payloads[0].data)
+        for event in history.events
+        if event.activity_task_scheduled_event_attributes.activity_type.name == "check_liveness"
+    ]
+    assert [(s["round"], s["motion_challenge"]) for s in sent] == [(1, first), (2, second)]
+
+
+async def test_motion_challenges_are_not_one_fixed_sequence(stack: Stack) -> None:
+    seen = set()
+    for _ in range(6):
+        _, handle = await stack.start()
+        seen.add(tuple((await stack.status(handle)).motion_challenge))
+    # six sessions drawing from six orderings: all the same has odds (1/6)^5
+    assert len(seen) > 1
+
+
+def scheduled_activities(history: Any) -> list[str]:
+    return [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+
+
+async def test_a_replay_rejected_by_the_cheap_checks_skips_the_heavy_detectors(
+    stack: Stack,
+) -> None:
+    first, first_handle = await stack.start()
+    submission = await stack.submit(first_handle, first.session_id, "bona_fide")
+    await first_handle.result()
+
+    second, handle = await stack.start()
+    status = await stack.status(handle)
+    capture = submission.capture.model_copy(update={"challenge_nonce": status.challenge_nonce})
+    await handle.signal("evidence_submitted", submission.model_copy(update={"capture": capture}))
+    result = await handle.result()
+    await record_history(handle, "cheap_first_replay_rejected")
+
+    assert result.stage is Stage.rejected and result.decision is not None
+    assert "replayed_capture" in result.decision.reasons
+    ran = scheduled_activities(await handle.fetch_history())
+    assert {"check_provenance", "check_device"} <= set(ran)
+    assert not {"check_liveness", "check_deepfake", "check_face_match"} & set(ran)
+    checks = next(
+        e
+        for e in stack.deps.ledger.entries(second.session_id)
+        if e.entry_type == "checks_completed"
+    ).body["checks"]
+    skipped = {c["kind"]: (c["status"], c["reason"]) for c in checks if c["reason"]}
+    assert skipped == {
+        kind: ("unavailable", "skipped_after_conclusive_cheap_checks")
+        for kind in ("liveness", "deepfake", "face_match")
+    }
+
+
+async def test_inconclusive_cheap_checks_run_the_heavy_ones_after_them(stack: Stack) -> None:
+    request, handle = await stack.start()
+    await stack.submit(handle, request.session_id, "bona_fide")
+    result = await handle.result()
+    assert result.stage is Stage.accepted
+
+    ran = scheduled_activities(await handle.fetch_history())
+    cheap_done = ran.index("decide")  # the early look at the cheap checks
+    assert set(ran[:cheap_done]) >= {"check_provenance", "check_device", "plan_checks"}
+    assert {"check_liveness", "check_deepfake", "check_face_match"} <= set(ran[cheap_done:])
+    assert ran.count("decide") == 2
