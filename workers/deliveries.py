@@ -14,7 +14,6 @@ from pydantic import BaseModel
 from temporalio.api.common.v1 import Payloads
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
 from signgate.models import AppEventDelivery, DeliveryOutcome
@@ -31,10 +30,11 @@ class DeliveryRow(BaseModel):
     last_failure: str | None = None
 
 
-def _decode(payloads: Payloads, kind: type) -> Any:
+async def _decode(client: Client, payloads: Payloads, kind: type) -> Any:
+    """Through the client's converter: history payloads are encrypted by its codec."""
     if not payloads.payloads:
         return None
-    return pydantic_data_converter.payload_converter.from_payloads(payloads.payloads, [kind])[0]
+    return (await client.data_converter.decode(payloads.payloads, [kind]))[0]
 
 
 async def app_deliveries(client: Client, onboarding_workflow_id: str) -> list[DeliveryRow]:
@@ -74,7 +74,7 @@ async def _delivery(client: Client, workflow_id: str) -> DeliveryRow:
     for event in history.events:
         if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
             attrs = event.workflow_execution_started_event_attributes
-            delivery = _decode(attrs.input, AppEventDelivery)
+            delivery = await _decode(client, attrs.input, AppEventDelivery)
         elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
             attempts = event.activity_task_started_event_attributes.attempt
             failure = event.activity_task_started_event_attributes.last_failure
@@ -83,7 +83,7 @@ async def _delivery(client: Client, workflow_id: str) -> DeliveryRow:
             last_failure = event.activity_task_failed_event_attributes.failure.message
         elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
             result = event.workflow_execution_completed_event_attributes.result
-            outcome = _decode(result, DeliveryOutcome)
+            outcome = await _decode(client, result, DeliveryOutcome)
     state = (description.status or WorkflowExecutionStatus.RUNNING).name.lower()
     for pending in description.raw_description.pending_activities:
         attempts = max(attempts, pending.attempt)

@@ -147,6 +147,6 @@ def test_a_long_clip_is_sampled_evenly_into_a_bounded_number_of_frames() -> None
     read = read_frames(encode_clip(frames))
     assert len(read) == MAX_FRAMES < 90
     levels = [int(f.mean() / 2 + 0.5) for f in read]
-    # first and last frame (within JPEG rounding), evenly in between
-    assert levels[0] <= 1 and levels[-1] >= 88
+    # first and last frame (within lossy MPEG-4 rounding), evenly in between
+    assert levels[0] <= 2 and levels[-1] >= 86
     assert levels == sorted(levels)

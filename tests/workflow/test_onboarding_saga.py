@@ -17,6 +17,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from signgate.attestation import verify_attestation
 from signgate.models import (
     Action,
+    CheckRequest,
     CheckStatus,
     OnboardingRequest,
     ReviewerRole,
@@ -449,7 +450,6 @@ async def test_enforce_attestations_say_enforce(stack: Stack) -> None:
 
 async def test_activity_log_lines_name_the_workflow_and_run(stack: Stack) -> None:
     import io
-    import json
 
     from fastapi import FastAPI, Response
 
@@ -498,11 +498,12 @@ async def test_each_capture_round_gets_a_random_motion_challenge_passed_to_liven
     # What each round's checks were asked, read from the history the workflow wrote.
     history = await handle.fetch_history()
     sent = [
-        json.loads(event.activity_task_scheduled_event_attributes.input.payloads[0].data)
+        (await stack.client.data_converter.decode(attrs.input.payloads, [CheckRequest]))[0]
         for event in history.events
-        if event.activity_task_scheduled_event_attributes.activity_type.name == "check_liveness"
+        if (attrs := event.activity_task_scheduled_event_attributes).activity_type.name
+        == "check_liveness"
     ]
-    assert [(s["round"], s["motion_challenge"]) for s in sent] == [(1, first), (2, second)]
+    assert [(s.round, list(s.motion_challenge)) for s in sent] == [(1, first), (2, second)]
 
 
 async def test_motion_challenges_are_not_one_fixed_sequence(stack: Stack) -> None:
