@@ -113,6 +113,13 @@ def redact(
     return event_dict
 
 
+def _current_stderr(*_args: object) -> structlog.PrintLogger:
+    """Whatever `sys.stderr` is at the time of the log call, not at configuration: a
+    caller that swaps stderr and closes it (click's test runner, pytest's capture) must
+    not leave every later log call writing to a closed file."""
+    return structlog.PrintLogger(sys.stderr)
+
+
 def configure_logging(
     *, json_logs: bool = False, level: str = "INFO", stream: TextIO | None = None
 ) -> None:
@@ -132,7 +139,9 @@ def configure_logging(
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=out),
+        logger_factory=(
+            structlog.PrintLoggerFactory(file=stream) if stream is not None else _current_stderr
+        ),
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(stream=out, level=max(numeric, logging.WARNING))

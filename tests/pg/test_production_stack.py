@@ -1,0 +1,102 @@
+"""Issue 5's end-to-end promise: two settings move signgate to S3 + PostgreSQL, and one
+decision can still be proven to an outsider after the media were erased.
+
+The stack is the gateway tests' one (real dev server, worker, gateway over HTTP, moto's S3
+server on loopback, the real PostgreSQL server) with `SIGNGATE_EVIDENCE=s3` and
+`SIGNGATE_LEDGER=postgres`; the vendor sandbox is the only double.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from activities.deps import ActivityDeps
+from gateway.server import serve
+from signgate.audit_proofs import ProofInvalid, check_proof, prove_inclusion
+from signgate.envelope import EvidenceErased
+from signgate.erasure import Erasure
+from signgate.evidence_s3 import S3EvidenceStore
+from signgate.ledger_postgres import PostgresLedger
+from signgate.models import Stage
+from signgate.sandbox import create_sandbox_app
+from signgate.settings import Settings
+from signgate.signer import KeyRing
+from tests.conftest import RunningDevServer
+from tests.gateway.conftest import GatewayStack, _wait_healthy, seed_test_keys
+from tests.gateway.test_direct_uploads import direct_upload, submit
+from tests.moto_s3 import unique_bucket
+from tests.support import CAPTURE_KINDS, jpeg_bytes, make_settings, serve_app
+from workers.onboarding_worker import build_worker
+
+
+async def test_s3_and_postgres_unlock_then_erasure_keeps_the_proof(
+    dev_server: RunningDevServer,
+    moto_s3_url: str,
+    pg_schema: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    probe = Settings()
+    sandbox = create_sandbox_app(
+        webhook_secret=probe.webhook_secrets[0], api_key=probe.vendor_api_key, webhook_delay_s=0.2
+    )
+    async with serve_app(sandbox) as sandbox_url:
+        settings = make_settings(
+            tmp_path_factory.mktemp("production") / "var",
+            sandbox_url,
+            evidence="s3",
+            s3_endpoint_url=moto_s3_url,
+            s3_bucket=unique_bucket(),
+            evidence_retention_days=1,
+            ledger="postgres",
+            ledger_schema=pg_schema,
+        )
+        seed_test_keys(settings)
+        deps = ActivityDeps.from_settings(settings)
+        assert isinstance(deps.ledger, PostgresLedger)
+        assert isinstance(deps.store, S3EvidenceStore)
+        stop = asyncio.Event()
+        serving = asyncio.create_task(serve(settings, stop, client=dev_server.client))
+        try:
+            async with build_worker(dev_server.client, settings, deps):
+                await _wait_healthy(settings.gateway_url, serving)
+                gw = GatewayStack(settings, deps, settings.gateway_url, dev_server)
+                created = await gw.create_session()
+                sid = created["session_id"]
+                media = {kind: jpeg_bytes(f"{sid}:{kind}") for kind in CAPTURE_KINDS}
+                refs = [await direct_upload(gw, sid, kind, data) for kind, data in media.items()]
+                await submit(gw, sid, created["challenge_nonce"], refs)
+                status = await gw.wait_for_stage(sid, Stage.accepted, Stage.rejected)
+        finally:
+            stop.set()
+            await asyncio.wait_for(serving, timeout=20)
+            await deps.aclose()
+
+    # Unlocked, and the decision it names is in the PostgreSQL ledger.
+    assert status.stage is Stage.accepted and status.attestation is not None
+    assert status.decision_receipt is not None
+    decision_seq = status.decision_receipt.seq
+    ledger = deps.ledger
+    decision = ledger.get(decision_seq)
+    assert decision is not None and decision.session_id == sid
+    entry_types = [e.entry_type for e in ledger.entries(sid)]
+    assert entry_types.index("decision") < entry_types.index("signing_unlocked")
+    keyring = KeyRing.from_dir(settings.keys_dir)
+
+    # Erase: the media become unreadable; the ledger and one decision's proof still hold.
+    with deps.store.open(refs[0].object_key) as plain:
+        assert plain.read() == media[refs[0].kind]
+    Erasure(ledger, deps.store.data_keys).erase(sid, by="ops-carol", reason="subject request")
+    for ref in refs:
+        with pytest.raises(EvidenceErased):
+            deps.store.open(ref.object_key)
+    assert ledger.verify(keyring).ok
+    ledger.checkpoint()
+    proof = json.loads(prove_inclusion(ledger, decision_seq).model_dump_json())
+    assert "is included" in check_proof(proof, keyring)  # the document and public keys only
+    proof["entry"]["body"]["decision"]["action"] = "reject"
+    with pytest.raises(ProofInvalid) as refused:
+        check_proof(proof, keyring)
+    assert refused.value.reason == "entry_hash_mismatch"
