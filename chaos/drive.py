@@ -37,6 +37,9 @@ from signgate.webhooks import SIGNATURE_HEADER, sign_webhook
 T = TypeVar("T")
 
 RETRY_DEADLINE_S = 90.0
+# A review call refused after an earlier attempt failed on our side: that earlier attempt
+# may have landed, so the refusal says nothing about the race.
+AMBIGUOUS = -1
 REVIEW_STAGES = {Stage.awaiting_review, Stage.escalated}
 SETTLED_STAGES = {Stage.accepted, Stage.rejected, Stage.expired, *REVIEW_STAGES}
 CAPTURE_KINDS = (ArtifactKind.selfie, ArtifactKind.id_front, ArtifactKind.liveness_video)
@@ -268,8 +271,16 @@ class Driver:
         if record.plan.review == "race":
             record.faults.append("review_racing_timeout")
             await asyncio.sleep(self.rng.uniform(0, self.review_window_s))
+        attempts = 0
+
+        async def call() -> object:
+            nonlocal attempts
+            attempts += 1
+            return await self.reviewer.review(sid, approve, "chaos reviewer decided")
+
         try:
-            await retrying(lambda: self.reviewer.review(sid, approve, "chaos reviewer decided"))
+            await retrying(call)
             record.review_status = 200
         except GatewayError as err:
-            record.review_status, record.review_reason = err.status_code, err.reason
+            record.review_status = err.status_code if attempts == 1 else AMBIGUOUS
+            record.review_reason = err.reason

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from chaos.drive import REVIEW_STAGES, SessionRecord
+from chaos.drive import AMBIGUOUS, REVIEW_STAGES, SessionRecord
 from signgate.evidence import LocalEvidenceStore
 from signgate.ledger import LedgerEntry, SqliteLedger
 from signgate.models import ArtifactRef, CheckStatus, Stage
@@ -173,7 +173,7 @@ def review_races_settled_once(
     final timeout won the race) left no review on the ledger and the session rejected."""
     checked, bad = 0, []
     for r in records:
-        if r.review_status is None or r.final is None:
+        if r.review_status in (None, AMBIGUOUS) or r.final is None:
             continue
         checked += 1
         sid, decision = r.session_id, r.final.decision
