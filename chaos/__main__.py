@@ -26,11 +26,16 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=300)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=12)
     parser.add_argument("--write", type=Path, help="put the table into this file (RELIABILITY.md)")
+    parser.add_argument("--keep", type=Path, help="keep the var dir (logs, ledger) here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="signgate-chaos-") as tmp:
+        var_dir = args.keep or Path(tmp) / "var"
         report = asyncio.run(
-            run_chaos(args.n, Path(tmp) / "var", seed=args.seed, workers=args.workers)
+            run_chaos(
+                args.n, var_dir, seed=args.seed, workers=args.workers, concurrency=args.concurrency
+            )
         )
     table = render(report)
     print(table)

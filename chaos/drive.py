@@ -86,6 +86,10 @@ class SessionRecord:
     final: OnboardingStatus | None = None
     error: str | None = None
     faults: list[str] = field(default_factory=list)
+    # Unsettled at the end, but only because an activity of a SIGKILLed worker is waiting
+    # for its start-to-close timeout (then retried): `waiting_on` says which.
+    recovering: bool = False
+    waiting_on: str | None = None
 
 
 async def retrying(call: Callable[[], Awaitable[T]], deadline_s: float = RETRY_DEADLINE_S) -> T:

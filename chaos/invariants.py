@@ -75,14 +75,23 @@ def accepted_only_when_earned(
 
 
 def none_stuck_or_lost(records: list[SessionRecord]) -> Verdict:
+    """Settled = terminal or awaiting review. A session whose only wait is an activity of a
+    SIGKILLed worker (retried at its timeout; `recovering`) is counted, not failed."""
     allowed = {Stage.accepted, Stage.rejected, Stage.expired, *REVIEW_STAGES}
     bad = []
     for r in records:
+        if r.recovering:
+            continue
         if r.final is None:
             bad.append(f"{r.session_id or '(never created)'} ({r.plan.name}): lost: {r.error}")
         elif r.final.stage not in allowed:
-            bad.append(f"{r.session_id} ({r.plan.name}): stuck at {r.final.stage.value}")
-    return Verdict("every session terminal or awaiting review", len(records), bad)
+            where = f"stuck at {r.final.stage.value}, waiting on {r.waiting_on}"
+            bad.append(f"{r.session_id} ({r.plan.name}): {where}")
+    recovering = sum(r.recovering for r in records)
+    name = "every session terminal or awaiting review"
+    if recovering:
+        name += f" ({recovering} recovering from a killed worker's activity, not failed)"
+    return Verdict(name, len(records), bad)
 
 
 def ledger_verifies(settings: Settings, env: dict[str, str]) -> Verdict:

@@ -23,7 +23,9 @@ from chaos.invariants import Verdict, check_all
 from chaos.stack import Stack, StackConfig
 from signgate.models import SessionTimeouts
 
-HIGH = 0.97  # a genuine deepfake verdict, as a vendor sends it
+HIGH = 0.97
+# Generous for a loaded 2-core machine; vendor_hangs answers only after 6 s.
+VENDOR_TIMEOUT_S = 3.0  # a genuine deepfake verdict, as a vendor sends it
 
 # (plan, weight). The sandbox answers by itself unless the driver plays the vendor.
 PLANS: list[tuple[Plan, int]] = [
@@ -100,9 +102,15 @@ async def run_chaos(
     kill_every_s: tuple[float, float] = (4.0, 10.0),
     crash_server: bool = True,
     deadline_s: float = 900.0,
+    settle_s: float = 330.0,
 ) -> ChaosReport:
+    """`deadline_s` bounds the driving; then up to `settle_s` more for sessions still in
+    flight (an activity whose worker was SIGKILLed is retried only at its start-to-close
+    timeout: 5 minutes for sealing)."""
     rng = random.Random(seed)
-    config = StackConfig(var_dir=var_dir, timeouts=CHAOS_TIMEOUTS, vendor_timeout_s=1.0, hang_s=3.0)
+    config = StackConfig(
+        var_dir=var_dir, timeouts=CHAOS_TIMEOUTS, vendor_timeout_s=VENDOR_TIMEOUT_S, hang_s=6.0
+    )
     faults: Counter[str] = Counter()
     started_at = datetime.now(UTC)
     t0 = time.monotonic()
@@ -111,19 +119,22 @@ async def run_chaos(
         await stack.start(workers=workers)
         driver = Driver(stack.settings, rng, review_window_s=CHAOS_TIMEOUTS.review_final_s + 4)
         gate = asyncio.Semaphore(concurrency)
-        launched = 0
+        driven = 0
         crash_at = max(1, n // 3) if crash_server else -1
         crashed = asyncio.Event()
 
         async def one(record: SessionRecord) -> None:
-            nonlocal launched
+            nonlocal driven
             async with gate:
-                launched += 1
-                if launched == crash_at:
-                    asyncio.create_task(crash_server_once(stack, faults, crashed))
                 await driver.run(record)
+                driven += 1
+                if driven == crash_at:  # the others are in flight: crash under them
+                    asyncio.create_task(crash_server_once(stack, faults, crashed))
                 if record.session_id:
-                    await driver.wait_for(record.session_id, SETTLED_STAGES, 120)
+                    try:
+                        await driver.wait_for(record.session_id, SETTLED_STAGES, 120)
+                    except Exception as err:
+                        record.error = f"waiting: {type(err).__name__}: {err}"
 
         killer = asyncio.create_task(kill_workers(stack, rng, kill_every_s, workers, faults))
         try:
@@ -132,6 +143,7 @@ async def run_chaos(
             pass  # whatever is unsettled is reported as stuck below
         finally:
             killer.cancel()
+        await settle(driver, records, settle_s)
         for record in records:
             if record.session_id:
                 try:
@@ -139,6 +151,7 @@ async def run_chaos(
                 except Exception as err:
                     record.error = f"final status: {type(err).__name__}: {err}"
         await driver.aclose()
+        await note_recovering(stack, records)
         for record in records:
             faults.update(record.faults)
             faults[f"vendor: {record.plan.sandbox}"] += record.plan.sandbox in FAULTY_SANDBOX
@@ -147,6 +160,44 @@ async def run_chaos(
     return ChaosReport(
         n, seed, workers, started_at, time.monotonic() - t0, records, verdicts, faults
     )
+
+
+async def settle(driver: Driver, records: list[SessionRecord], settle_s: float) -> None:
+    """Wait (bounded) until every session is settled: terminal or awaiting review."""
+    deadline = time.monotonic() + settle_s
+    for record in records:
+        if record.session_id:
+            remaining = max(0.0, deadline - time.monotonic())
+            try:
+                await driver.wait_for(record.session_id, SETTLED_STAGES, remaining)
+            except Exception as err:
+                record.error = f"settling: {type(err).__name__}: {err}"
+
+
+async def note_recovering(stack: Stack, records: list[SessionRecord]) -> None:
+    """For each unsettled session, name what it waits on: an activity started by a worker
+    we SIGKILLed is not stuck, it is retried when its start-to-close timeout expires."""
+    assert stack.client is not None
+    killed = {f"{pid}@" for pid in stack.killed_pids}
+    for record in records:
+        if not record.session_id or (record.final and record.final.stage in SETTLED_STAGES):
+            continue
+        handle = stack.client.get_workflow_handle(f"onboarding-{record.session_id}")
+        try:
+            raw = (await handle.describe()).raw_description
+        except Exception as err:
+            record.waiting_on = f"describe failed: {type(err).__name__}"
+            continue
+        for pending in raw.pending_activities:
+            worker = pending.last_worker_identity
+            if any(worker.startswith(k) for k in killed):
+                record.recovering = True
+                record.waiting_on = (
+                    f"{pending.activity_type.name} attempt {pending.attempt}, started by "
+                    f"SIGKILLed worker {worker}: retried at its start-to-close timeout"
+                )
+            else:
+                record.waiting_on = f"{pending.activity_type.name} on {worker or 'no worker'}"
 
 
 FAULTY_SANDBOX = {"vendor_down", "flaky_vendor", "vendor_hangs", "garbage_json", "garbage",
@@ -190,7 +241,7 @@ def render(report: ChaosReport) -> str:
         f"Run {report.started_at:%Y-%m-%d %H:%M} UTC on {platform.node()} "
         f"({platform.machine()}, Python {platform.python_version()}): N={report.n} sessions, "
         f"seed {report.seed}, {report.workers} workers, {report.duration_s:.0f} s. Timeouts: "
-        f"{CHAOS_TIMEOUTS.model_dump()}; vendor timeout 1 s.",
+        f"{CHAOS_TIMEOUTS.model_dump()}; vendor timeout {VENDOR_TIMEOUT_S:.0f} s.",
         "",
         "| invariant | checked | violations |",
         "|---|---|---|",
@@ -208,6 +259,10 @@ def render(report: ChaosReport) -> str:
         lines += ["", f"Review races: {won} of {len(races)} reviewer approvals landed before "
                   f"the final timeout; {len(races) - won} were refused after it."]  # fmt: skip
     lines += ["", "Outcomes: " + ", ".join(f"{s} {c}" for s, c in sorted(stages.items())) + "."]
+    recovering = [r for r in report.records if r.recovering]
+    if recovering:
+        lines += ["", f"Still recovering at the end ({len(recovering)}): " + "; ".join(
+            f"{r.session_id} ({r.plan.name}): {r.waiting_on}" for r in recovering[:5])]  # fmt: skip
     errors = [f"{r.session_id}: {r.error}" for r in report.records if r.error]
     if errors:
         lines += ["", f"Driver errors ({len(errors)}): " + "; ".join(errors[:5])]

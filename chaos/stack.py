@@ -75,6 +75,7 @@ class Stack:
         self.gateway: subprocess.Popen[bytes] | None = None
         self.sandbox: subprocess.Popen[bytes] | None = None
         self._logs: list[object] = []
+        self.killed_pids: list[int] = []
 
     # ------------------------------------------------------------------ environment
 
@@ -145,6 +146,7 @@ class Stack:
 
     def kill_worker(self, worker: subprocess.Popen[bytes]) -> None:
         """SIGKILL, as a crash would: no drain, no goodbye to the server."""
+        self.killed_pids.append(worker.pid)
         _kill(worker)
 
     async def crash_and_restart_server(self) -> Client:

@@ -16,7 +16,12 @@ from chaos.run import PLANS, render, run_chaos
 @pytest.mark.timeout(420)
 async def test_no_fault_accepts_a_session_or_loses_anything(tmp_path: Path) -> None:
     report = await run_chaos(
-        len(PLANS), tmp_path / "var", seed=11, concurrency=len(PLANS), deadline_s=240
+        len(PLANS),
+        tmp_path / "var",
+        seed=11,
+        concurrency=len(PLANS),
+        deadline_s=200,
+        settle_s=60,
     )
     table = render(report)
     print(table)
