@@ -63,7 +63,7 @@ PLANS: list[tuple[Plan, int]] = [
 
 # Short, so review races and every safe branch happen within the run.
 CHAOS_TIMEOUTS = SessionTimeouts(
-    capture_s=20, vendor_webhook_s=10, step_up_s=30, review_sla_s=5, review_final_s=12
+    capture_s=20, vendor_webhook_s=30, step_up_s=30, review_sla_s=5, review_final_s=12
 )
 
 
