@@ -33,7 +33,7 @@ bench: $(VENV)/.installed
 
 # Issue 6 chaos run: 300 sessions under injected faults; tables into RELIABILITY.md.
 chaos: $(VENV)/.installed
-	$(VENV)/bin/python -m chaos --n 300 --write RELIABILITY.md
+	$(VENV)/bin/python -m chaos --n 300 --concurrency 24 --write RELIABILITY.md
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check $(PACKAGES) tests

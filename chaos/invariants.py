@@ -80,8 +80,8 @@ def none_stuck_or_lost(records: list[SessionRecord]) -> Verdict:
     allowed = {Stage.accepted, Stage.rejected, Stage.expired, *REVIEW_STAGES}
     bad = []
     for r in records:
-        if r.recovering:
-            continue
+        if r.recovering or (not r.session_id and r.error is None):
+            continue  # recovering (see above), or never started: the run's deadline came first
         if r.final is None:
             bad.append(f"{r.session_id or '(never created)'} ({r.plan.name}): lost: {r.error}")
         elif r.final.stage not in allowed:

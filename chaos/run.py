@@ -63,7 +63,7 @@ PLANS: list[tuple[Plan, int]] = [
 
 # Short, so review races and every safe branch happen within the run.
 CHAOS_TIMEOUTS = SessionTimeouts(
-    capture_s=20, vendor_webhook_s=30, step_up_s=30, review_sla_s=5, review_final_s=12
+    capture_s=60, vendor_webhook_s=30, step_up_s=30, review_sla_s=5, review_final_s=12
 )
 
 
@@ -101,7 +101,7 @@ async def run_chaos(
     concurrency: int = 12,
     kill_every_s: tuple[float, float] = (4.0, 10.0),
     crash_server: bool = True,
-    deadline_s: float = 900.0,
+    deadline_s: float = 2400.0,
     settle_s: float = 330.0,
 ) -> ChaosReport:
     """`deadline_s` bounds the driving; then up to `settle_s` more for sessions still in
@@ -259,6 +259,9 @@ def render(report: ChaosReport) -> str:
         lines += ["", f"Review races: {won} of {len(races)} reviewer approvals landed before "
                   f"the final timeout; {len(races) - won} were refused after it."]  # fmt: skip
     lines += ["", "Outcomes: " + ", ".join(f"{s} {c}" for s, c in sorted(stages.items())) + "."]
+    unstarted = sum(1 for r in report.records if not r.session_id and r.error is None)
+    if unstarted:
+        lines += ["", f"Not started before the run's deadline: {unstarted}."]
     recovering = [r for r in report.records if r.recovering]
     if recovering:
         lines += ["", f"Still recovering at the end ({len(recovering)}): " + "; ".join(
