@@ -146,7 +146,20 @@ class Driver:
     async def capture(self, sid: str, nonce: str, scenario: str) -> None:
         refs = [await self._upload(sid, kind, nonce) for kind in CAPTURE_KINDS]
         capture = CaptureMetadata(challenge_nonce=nonce, scenario=scenario)
-        await retrying(lambda: self.app.submit(sid, refs, capture))
+        attempts = 0
+
+        async def submit() -> None:
+            nonlocal attempts
+            attempts += 1
+            await self.app.submit(sid, refs, capture)
+
+        try:
+            await retrying(submit)
+        except GatewayError as err:
+            # An earlier attempt that failed on our side may have landed: then the session
+            # has moved on and refuses the retry. Only a first refusal is an error.
+            if attempts == 1 or err.reason != "session_not_awaiting_capture":
+                raise
 
     async def _upload(self, sid: str, kind: ArtifactKind, nonce: str) -> ArtifactRef:
         data = noise_jpeg(f"{sid}:{kind}:{nonce}")
