@@ -46,6 +46,7 @@ CAPTURE_KINDS = (ArtifactKind.selfie, ArtifactKind.id_front, ArtifactKind.livene
 
 # Results a vendor played by the driver sends by webhook.
 LOW_RISK = 0.03
+FORGED_RISK = 0.0  # what forged and stale webhooks claim, and no genuine result does
 DEEPFAKE_RISK = 0.97
 
 
@@ -81,8 +82,6 @@ class SessionRecord:
     webhooks: list[WebhookSent] = field(default_factory=list)
     review_status: int | None = None  # HTTP status of the reviewer's call, None if no call
     review_reason: str | None = None
-    pending_before_refused: list[str] = field(default_factory=list)
-    pending_after_refused: list[str] = field(default_factory=list)
     final: OnboardingStatus | None = None
     error: str | None = None
     faults: list[str] = field(default_factory=list)
@@ -206,9 +205,8 @@ class Driver:
             record.faults.append("webhook_never_sent")
             return
         if mode in ("forged", "stale"):
-            record.pending_before_refused = sorted(status.pending)
             for kind, ref in pending:
-                body = self._webhook_body(sid, status.round, kind, ref, risk=0.0)
+                body = self._webhook_body(sid, status.round, kind, ref, risk=FORGED_RISK)
                 if mode == "forged":
                     header = sign_webhook("not-our-secret", body, int(time.time()))
                 else:
@@ -217,7 +215,6 @@ class Driver:
                     )
                 record.webhooks.append(await self._post(body, header, mode))
                 record.faults.append(f"webhook_{mode}")
-            record.pending_after_refused = sorted((await self.status(sid)).pending)
         order = list(pending)
         if mode == "reordered":
             self.rng.shuffle(order)

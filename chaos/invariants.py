@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from chaos.drive import AMBIGUOUS, REVIEW_STAGES, SessionRecord
+from chaos.drive import AMBIGUOUS, FORGED_RISK, REVIEW_STAGES, SessionRecord
 from signgate.evidence import LocalEvidenceStore
 from signgate.ledger import LedgerEntry, SqliteLedger
 from signgate.models import ArtifactRef, CheckStatus, Stage
@@ -124,17 +124,20 @@ def evidence_intact(settings: Settings, entries: dict[str, list[LedgerEntry]]) -
 
 
 def hostile_webhooks_refused(records: list[SessionRecord]) -> Verdict:
+    """Refused with 401, and never a result: forged and stale webhooks claim risk 0.0,
+    which no genuine result in the run carries, so a 0.0 in the session's checks would
+    be one that got through."""
     checked, bad = 0, []
     for r in records:
-        for sent in r.webhooks:
-            if sent.mode not in ("forged", "stale"):
-                continue
-            checked += 1
+        hostile = [s for s in r.webhooks if s.mode in ("forged", "stale")]
+        checked += len(hostile)
+        for sent in hostile:
             if sent.status != 401:
                 bad.append(f"{r.session_id}: a {sent.mode} webhook got HTTP {sent.status}")
-        if r.pending_before_refused != r.pending_after_refused:
-            bad.append(f"{r.session_id}: refused webhooks changed the pending checks")
-    return Verdict("every forged/stale webhook refused (401), pending checks unchanged",
+        if hostile and r.final is not None:
+            if any(c.risk_score == FORGED_RISK for c in r.final.checks):
+                bad.append(f"{r.session_id}: a check carries the forged result")
+    return Verdict("every forged/stale webhook refused (401), none became a result",
                    checked, bad)  # fmt: skip
 
 
