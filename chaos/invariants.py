@@ -191,7 +191,11 @@ def review_races_settled_once(
         sid, decision = r.session_id, r.final.decision
         reviews = [e for e in entries.get(sid, []) if e.entry_type == "review"]
         approve = r.plan.review != "reject"
-        if r.review_status == 200:
+        if r.review_status == 200 and decision is not None and decision.tier == "red":
+            # Four eyes: one approval is half of one; the final timeout may still reject.
+            if r.final.stage is Stage.accepted and len(reviews) < 2:
+                bad.append(f"{sid}: red tier accepted on {len(reviews)} review(s)")
+        elif r.review_status == 200:
             want = Stage.accepted if approve else Stage.rejected
             if r.final.stage is not want or len(reviews) != 1:
                 bad.append(
