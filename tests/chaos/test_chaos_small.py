@@ -13,7 +13,7 @@ import pytest
 from chaos.run import PLANS, render, run_chaos
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(720)
 async def test_no_fault_accepts_a_session_or_loses_anything(tmp_path: Path) -> None:
     report = await run_chaos(
         len(PLANS),
@@ -22,7 +22,7 @@ async def test_no_fault_accepts_a_session_or_loses_anything(tmp_path: Path) -> N
         concurrency=len(PLANS),
         kill_every_s=(10.0, 20.0),
         deadline_s=240,
-        settle_s=90,
+        settle_s=150,
     )
     table = render(report)
     print(table)
