@@ -1,9 +1,9 @@
 # signgate: one-command developer tasks. The venv is (re)built when pyproject.toml changes.
 VENV ?= .venv
 PYTHON ?= python3
-PACKAGES := signgate workflows activities workers policies gateway cli
+PACKAGES := signgate workflows activities workers policies gateway cli chaos bench
 
-.PHONY: install test demo lint clean evaluation
+.PHONY: install test demo lint clean evaluation bench chaos
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,14 @@ evaluation: $(VENV)/.installed
 	$(VENV)/bin/signgate attacks bona-fide --out var/evaluation/source
 	$(VENV)/bin/signgate attacks generate --from var/evaluation/source --out var/evaluation/dataset
 	$(VENV)/bin/signgate eval var/evaluation/dataset --plot docs/evaluation-det.png
+
+# Issue 6 benchmarks (a few minutes): tables into BENCHMARKS.md, plot into docs/bench.png.
+bench: $(VENV)/.installed
+	$(VENV)/bin/python -m bench --write BENCHMARKS.md --plot docs/bench.png
+
+# Issue 6 chaos run: 300 sessions under injected faults; tables into RELIABILITY.md.
+chaos: $(VENV)/.installed
+	$(VENV)/bin/python -m chaos --n 300 --concurrency 24 --write RELIABILITY.md
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check $(PACKAGES) tests

@@ -35,6 +35,7 @@ from signgate.webhooks import SIGNATURE_HEADER, sign_webhook
 log = structlog.get_logger("signgate.sandbox")
 
 GARBAGE_HTML = "<html><body><h1>502 Bad Gateway</h1><p>upstream hiccup &#x1F4A5;</p></body></html>"
+GARBAGE_JSON = '{"status": "completed", "result": {"check": '
 
 
 class WebhookSender:
@@ -127,11 +128,13 @@ def create_sandbox_app(
     *,
     webhook_retry_backoff_s: Sequence[float] = (0.5, 1.0, 2.0, 4.0),
     webhook_timeout_s: float = 5.0,
+    hang_s: float = 30.0,
 ) -> FastAPI:
     """The sandbox app. `latency_ms` delays each check's answer (benchmarks); `webhook_delay_s`
     is how long a `slow_webhook` result takes; a failed delivery is retried once per entry of
-    `webhook_retry_backoff_s`, after sleeping that long."""
+    `webhook_retry_backoff_s`, after sleeping that long; `vendor_hangs` answers after `hang_s`."""
     latency = dict(latency_ms or {})
+    flaky_seen: set[str] = set()  # references a `flaky_vendor` check already failed once
     sender = WebhookSender(
         webhook_secret, webhook_delay_s, webhook_retry_backoff_s, webhook_timeout_s
     )
@@ -186,7 +189,19 @@ def create_sandbox_app(
             raise _refuse(503, "vendor_unavailable", "sandbox scenario vendor_down")
         if scenario.answer is Answer.garbage:
             return Response(GARBAGE_HTML, media_type="text/html")
-        if scenario.answer is Answer.completed:
+        if scenario.answer is Answer.garbage_json:
+            return Response(GARBAGE_JSON, media_type="application/json")
+        if scenario.answer is Answer.hang:
+            await asyncio.sleep(hang_s)
+        if scenario.answer is Answer.flaky and request.reference not in flaky_seen:
+            flaky_seen.add(request.reference)
+            raise _refuse(503, "vendor_unavailable", "sandbox scenario flaky_vendor: try again")
+        if scenario.answer is Answer.wrong_content_type:
+            completed = VendorCompleted(
+                status="completed", result=scenario.result_for(request.check)
+            )
+            return Response(completed.model_dump_json(), media_type="text/plain")
+        if scenario.answer in (Answer.completed, Answer.hang, Answer.flaky):
             completed = VendorCompleted(
                 status="completed", result=scenario.result_for(request.check)
             )

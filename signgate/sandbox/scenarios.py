@@ -23,6 +23,10 @@ class Answer(StrEnum):
     never = "never"  # 202 pending, no webhook ever
     down = "down"  # 503
     garbage = "garbage"  # 200 text/html nonsense
+    garbage_json = "garbage_json"  # 200 application/json that is not JSON
+    wrong_content_type = "wrong_content_type"  # 200, a valid result labelled text/plain
+    hang = "hang"  # answers only after `hang_s` (longer than any sane client timeout)
+    flaky = "flaky"  # 503 to the first attempt per check reference, then `completed`
 
 
 def result(
@@ -137,6 +141,11 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("no_webhook", Answer.never),
         Scenario("vendor_down", Answer.down),
         Scenario("garbage", Answer.garbage),
+        # Faults for the chaos run (`chaos/`): each looks like a vendor misbehaving.
+        Scenario("garbage_json", Answer.garbage_json),
+        Scenario("wrong_content_type", Answer.wrong_content_type),
+        Scenario("vendor_hangs", Answer.hang),
+        Scenario("flaky_vendor", Answer.flaky),
     ]
 }
 

@@ -19,6 +19,7 @@ async def run_sandbox(
     port: int | None = None,
     latency_ms: dict[CheckKind, int] | None = None,
     webhook_delay_s: float = 0.5,
+    hang_s: float = 30.0,
     log_level: str = "warning",
 ) -> None:
     """Serve the sandbox on `port` (default `settings.sandbox_port`) until `stop` is set.
@@ -31,6 +32,7 @@ async def run_sandbox(
         api_key=settings.vendor_api_key,
         latency_ms=latency_ms,
         webhook_delay_s=webhook_delay_s,
+        hang_s=hang_s,
     )
     config = uvicorn.Config(app, host=host, port=port or settings.sandbox_port, log_level=log_level)
     server = uvicorn.Server(config)

@@ -1,0 +1,111 @@
+"""Orchestration overhead: sessions per second of the full saga (auto-accept, instant
+sandbox vendor) against its no-op twin (`bench.twin`: the same activities in the same
+parallel/serial pattern with the same payloads), with 1 and 2 worker processes, on one
+dev server on a SQLite file with the WAL pragmas (`workers.devserver.SQLITE_PRAGMAS`).
+
+Goal (issue 6): the saga reaches >= 90% of its twin's rate.
+
+Run: .venv/bin/python -m bench.orchestration [--sessions N] [--concurrency C]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench import sessions
+from bench.results import Result
+from bench.twin import TWIN_WORKFLOW, record_shape
+from chaos.stack import Stack, StackConfig
+from workers.devserver import SQLITE_PRAGMAS
+
+
+async def measure(n: int, concurrency: int, worker_counts: list[int]) -> Result:
+    rows: list[list[str]] = []
+    plot: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-orch-") as tmp:
+        async with Stack(StackConfig(var_dir=Path(tmp) / "var")) as stack:
+            await stack.start(workers=0)
+            settings, client = stack.settings, stack.client
+            assert client is not None
+            twin_queue = f"{settings.task_queue}-twin"
+            twins: list[subprocess.Popen[bytes]] = []
+            try:
+                for workers in worker_counts:
+                    while len(stack.live_workers()) < workers:
+                        stack.start_worker()
+                    # Warm-up, and the recorded shape the twin replays.
+                    warm = sessions.prepare(settings, 1)[0]
+                    _, first = await sessions.run_one(client, settings.task_queue, warm)
+                    assert first["stage"] == "accepted", first
+                    handle = client.get_workflow_handle(f"onboarding-{warm.request.session_id}")
+                    shape = Path(tmp) / "shape.json"
+                    shape.write_text(json.dumps(await record_shape(handle)))
+                    while len(twins) < workers:
+                        twins.append(stack.spawn(
+                            f"twin-{len(twins)}",
+                            ["-m", "bench.twin", "--shape", str(shape), "--task-queue", twin_queue],
+                        ))  # fmt: skip
+                    await sessions.run_one(
+                        client, twin_queue, sessions.prepare(settings, 1)[0], TWIN_WORKFLOW
+                    )
+                    saga_rate, _, results = await sessions.run_many(
+                        client, settings.task_queue, sessions.prepare(settings, n), concurrency
+                    )
+                    assert all(r["stage"] == "accepted" for r in results), "a saga did not accept"
+                    twin_rate, _, _ = await sessions.run_many(
+                        client,
+                        twin_queue,
+                        sessions.prepare(settings, n),
+                        concurrency,
+                        TWIN_WORKFLOW,
+                    )
+                    rows.append([
+                        str(workers), f"{twin_rate:.1f}", f"{saga_rate:.1f}",
+                        f"**{saga_rate / twin_rate:.2f}**",
+                    ])  # fmt: skip
+                    plot[f"saga/s, {workers} worker(s)"] = saga_rate
+                    plot[f"twin/s, {workers} worker(s)"] = twin_rate
+            finally:
+                for twin in twins:
+                    twin.kill()
+                    twin.wait(timeout=10)
+    return Result(
+        title="1. Orchestration overhead: the saga against its no-op twin",
+        notes=(
+            f"{n} sessions per row, {concurrency} in flight, started as the gateway starts "
+            "them (start, `status` query for the challenge, `evidence_submitted` signal) "
+            "straight on Temporal, until each workflow's result. Auto-accept path, sandbox "
+            "answering instantly. The twin (`bench/twin.py`) schedules the same 9 activities "
+            "(seal; 5 checks in parallel; ledger append; decide; commit; unlock) with the "
+            "payloads recorded from a real session, and does nothing in them. Dev server "
+            f"on a SQLite file with {', '.join(SQLITE_PRAGMAS)}; workers are separate "
+            "processes (`signgate worker`, `python -m bench.twin`), 1000 cached workflows. "
+            "Goal: saga >= 0.90x twin."
+        ),
+        header=["worker processes", "twin sessions/s", "saga sessions/s", "saga / twin"],
+        rows=rows,
+        plot=plot,
+    )
+
+
+def run(n: int = 60, concurrency: int = 20, worker_counts: list[int] | None = None) -> Result:
+    return asyncio.run(measure(n, concurrency, worker_counts or [1, 2]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sessions", type=int, default=60)
+    parser.add_argument("--concurrency", type=int, default=20)
+    args = parser.parse_args()
+    run(args.sessions, args.concurrency).print()
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
