@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import hashlib
 import os
+import struct
 import subprocess
 import tempfile
 import threading
@@ -29,15 +30,23 @@ import psutil
 from bench.results import Result, ratio
 from chaos.stack import Stack, StackConfig
 from signgate.client import GatewayClient
+from signgate.sample_media import mp4_bytes
 
 MiB = 1024 * 1024
 CHUNK = 1 * MiB
 
 
 def make_file(path: Path, size: int) -> str:
+    """`size` bytes that the gateway accepts as a liveness video: an MP4 header (the
+    gateway probes the container) and one `mdat` box of incompressible bytes."""
     digest = hashlib.sha256()
+    header = mp4_bytes("bench", payload_bytes=0)[:-8]  # ftyp + moov, without the empty mdat
+    header += struct.pack(">I4s", size - len(header), b"mdat")
     block = os.urandom(CHUNK)  # incompressible; rotate so no two MiB are equal
     with path.open("wb") as f:
+        f.write(header)
+        digest.update(header)
+        size -= len(header)
         for i in range(0, size, CHUNK):
             chunk = (block[i % 997 :] + block[: i % 997])[: min(CHUNK, size - i)]
             f.write(chunk)

@@ -18,7 +18,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
 from chaos.drive import CAPTURE_KINDS, noise_jpeg
-from signgate.evidence import LocalEvidenceStore
+from signgate.evidence_stores import open_evidence_store
 from signgate.models import (
     ArtifactRef,
     CaptureMetadata,
@@ -39,7 +39,7 @@ class Prepared:
 
 
 def prepare(settings: Settings, n: int, scenario: str = "bona_fide") -> list[Prepared]:
-    store = LocalEvidenceStore(settings.evidence_dir)
+    store = open_evidence_store(settings)
     prepared = []
     for _ in range(n):
         sid = f"b{uuid.uuid4().hex[:16]}"

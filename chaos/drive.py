@@ -31,6 +31,7 @@ from signgate.models import (
     OnboardingStatus,
     Stage,
 )
+from signgate.sample_media import mp4_bytes
 from signgate.settings import Settings
 from signgate.webhooks import SIGNATURE_HEADER, sign_webhook
 
@@ -161,8 +162,12 @@ class Driver:
                 raise
 
     async def _upload(self, sid: str, kind: ArtifactKind, nonce: str) -> ArtifactRef:
-        data = noise_jpeg(f"{sid}:{kind}:{nonce}")
-        return await retrying(lambda: self.app.upload(sid, kind, data, "image/jpeg"))
+        label = f"{sid}:{kind}:{nonce}"
+        if kind is ArtifactKind.liveness_video:  # the gateway probes it as an MP4
+            data, content_type = mp4_bytes(label), "video/mp4"
+        else:
+            data, content_type = noise_jpeg(label), "image/jpeg"
+        return await retrying(lambda: self.app.upload(sid, kind, data, content_type))
 
     async def run(self, record: SessionRecord) -> None:
         plan = record.plan

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from chaos.drive import AMBIGUOUS, FORGED_RISK, REVIEW_STAGES, SessionRecord
-from signgate.evidence import LocalEvidenceStore
-from signgate.ledger import LedgerEntry, SqliteLedger
+from signgate.evidence_stores import open_evidence_store
+from signgate.ledger import LedgerEntry, open_ledger
 from signgate.models import ArtifactRef, CheckStatus, Stage
 from signgate.settings import Settings
 
@@ -25,7 +25,7 @@ class Verdict:
 def check_all(
     records: list[SessionRecord], settings: Settings, env: dict[str, str]
 ) -> list[Verdict]:
-    ledger = SqliteLedger(settings.ledger_path, None)
+    ledger = open_ledger(settings, None)
     entries = {r.session_id: ledger.entries(r.session_id) for r in records if r.session_id}
     checks: list[Callable[[], Verdict]] = [
         lambda: accepted_only_when_earned(records, entries),
@@ -103,13 +103,13 @@ def ledger_verifies(settings: Settings, env: dict[str, str]) -> Verdict:
         text=True,
         timeout=300,
     )
-    count = len(SqliteLedger(settings.ledger_path, None).entries())
+    count = len(open_ledger(settings, None).entries())
     bad = [] if run.returncode == 0 else [f"audit verify: {run.stdout} {run.stderr}".strip()]
     return Verdict("every ledger entry verifies (signgate audit verify)", count, bad)
 
 
 def evidence_intact(settings: Settings, entries: dict[str, list[LedgerEntry]]) -> Verdict:
-    store = LocalEvidenceStore(settings.evidence_dir)
+    store = open_evidence_store(settings)
     checked, bad = 0, []
     for sid, session_entries in entries.items():
         for entry in session_entries:

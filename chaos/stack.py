@@ -26,6 +26,7 @@ import httpx
 from temporalio.client import Client
 
 from activities.deps import ActivityDeps
+from signgate.api_keys import ensure_dev_keys
 from signgate.models import CheckKind, SessionTimeouts
 from signgate.settings import Settings
 from workers.devserver import DevServer
@@ -113,6 +114,7 @@ class Stack:
     async def start(self, workers: int = 1) -> Stack:
         # Keys are made once here, so workers starting together never race to create them.
         await ActivityDeps.from_settings(self.settings).aclose()
+        ensure_dev_keys(self.settings.var_dir)  # the app's and the reviewer's API keys
         self.client = await self.devserver.start()
         latencies = ",".join(f"{k.value}={v}" for k, v in self.config.latency_ms.items())
         self.sandbox = self.spawn(
