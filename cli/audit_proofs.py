@@ -124,19 +124,37 @@ def check_proof_cmd(
 
 @proofs_app.command("mirror-checkpoints")
 def mirror_checkpoints_cmd(
-    directory: Annotated[Path, typer.Argument(help="Where the write-once copies go")],
+    directory: Annotated[
+        Path | None, typer.Argument(help="Where the write-once copies go (or --s3)")
+    ] = None,
+    s3: Annotated[
+        bool, typer.Option("--s3", help="Mirror to the settings' S3 bucket (Object Lock)")
+    ] = False,
     ledger: LedgerOption = None,
 ) -> None:
-    """Copy every signed checkpoint the directory lacks; exit 1 if a copy disagrees."""
-    from signgate.checkpoint_mirror import CheckpointFork, DirectoryMirror, mirror_checkpoints
+    """Copy every signed checkpoint the mirror lacks; exit 1 if a copy disagrees."""
+    from signgate.checkpoint_mirror import (
+        CheckpointFork,
+        CheckpointMirror,
+        DirectoryMirror,
+        mirror_checkpoints,
+    )
+    from signgate.checkpoint_mirror_s3 import S3CheckpointMirror
     from signgate.ledger import open_ledger
 
+    if (directory is None) == (not s3):
+        err_console.print("[red]error[/red] give either a DIRECTORY or --s3")
+        raise typer.Exit(code=2)
+    settings = get_settings()
     try:
-        written = mirror_checkpoints(
-            open_ledger(get_settings(), None, sqlite_path=ledger), DirectoryMirror(directory)
-        )
+        mirror: CheckpointMirror
+        if directory is not None:
+            mirror, where = DirectoryMirror(directory), str(directory)
+        else:
+            mirror, where = S3CheckpointMirror.from_settings(settings), f"s3://{settings.s3_bucket}"
+        written = mirror_checkpoints(open_ledger(settings, None, sqlite_path=ledger), mirror)
     except CheckpointFork as err:
         _fail(err, code=1)
     except SigngateError as err:
         _fail(err)
-    console.print(f"{written} checkpoints written to {escape(str(directory))}")
+    console.print(f"{written} checkpoints written to {escape(where)}")

@@ -10,6 +10,9 @@ directory without this module knowing it. `mirror_checkpoints` is idempotent (ru
 after appends, from cron, or from a Temporal schedule): it writes what is missing and
 refuses (`checkpoint_fork`) when a copy already there disagrees with the ledger, which
 means the ledger, or the mirror, was rewritten.
+
+`signgate.checkpoint_mirror_s3.S3CheckpointMirror` keeps them in the evidence bucket
+under Object Lock.
 """
 
 from __future__ import annotations

@@ -77,6 +77,16 @@ def _code(err: ClientError) -> str:
     return str(err.response.get("Error", {}).get("Code", ""))
 
 
+def s3_client(settings: Settings) -> Any:
+    """The boto3 client the settings name (endpoint, region); shared by every S3 user."""
+    return boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint_url,
+        region_name=settings.s3_region,
+        config=Config(signature_version="s3v4", retries={"max_attempts": 4}),
+    )
+
+
 def _fault(operation: str, key: str, err: ClientError) -> Fault:
     """An S3 failure that is not about the evidence itself: retryable, then review."""
     return Fault(f"S3 {operation} {key}: {_code(err)}", reason="evidence_store_fault")
@@ -101,12 +111,7 @@ class S3EvidenceStore:
 
     @classmethod
     def from_settings(cls, settings: Settings, data_keys: DataKeys) -> S3EvidenceStore:
-        client = boto3.client(
-            "s3",
-            endpoint_url=settings.s3_endpoint_url,
-            region_name=settings.s3_region,
-            config=Config(signature_version="s3v4", retries={"max_attempts": 4}),
-        )
+        client = s3_client(settings)
         store = cls(client, settings.s3_bucket, data_keys, settings.evidence_retention_days)
         store.ensure_buckets()
         return store

@@ -23,9 +23,11 @@ durable before it is returned, and waits for the lock give up after 10 s.
 Backends: this module holds the contract every backend shares (`Ledger`, entry bytes, the
 append step under the head lock, verification of a row stream) and the SQLite backend;
 `signgate.ledger_postgres` is the PostgreSQL one. `open_ledger` picks one from settings.
-Every `checkpoint_every` entries the appender also writes a signed tree head over all
-entry hashes so far (`signgate.checkpoints`), so one entry can later be proven to an
-outsider with a Merkle inclusion proof and a public key.
+Every `checkpoint_every` entries, or on the first append once the latest checkpoint is
+older than `checkpoint_interval_s` seconds, the appender also writes a signed tree head
+over all entry hashes so far (`signgate.checkpoints`), so one entry can later be proven
+to an outsider with a Merkle inclusion proof and a public key. The age is measured with
+the same clock that stamps the entries (injectable, so tests need not sleep).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import base64
 import binascii
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,6 +59,13 @@ if TYPE_CHECKING:
     from signgate.settings import Settings
 
 GENESIS_PREV_HASH = "0" * 64
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 BUSY_TIMEOUT_MS = 10_000
 
 _COLUMNS = (
@@ -195,9 +204,13 @@ def open_ledger(
             settings.ledger_schema,
             signer,
             checkpoint_every=settings.checkpoint_every,
+            checkpoint_interval_s=settings.checkpoint_interval_s,
         )
     return SqliteLedger(
-        sqlite_path or settings.ledger_path, signer, checkpoint_every=settings.checkpoint_every
+        sqlite_path or settings.ledger_path,
+        signer,
+        checkpoint_every=settings.checkpoint_every,
+        checkpoint_interval_s=settings.checkpoint_interval_s,
     )
 
 
@@ -257,6 +270,26 @@ class HeadTx:
         ).fetchone()
         return int(row[0]) if row[0] is not None else 0
 
+    def last_checkpoint_time(self) -> str | None:
+        """The signed timestamp of the latest checkpoint, else the first entry's time.
+
+        With no checkpoint yet, the oldest uncovered entry is the first one, so its age
+        is what the interval bounds. None on an empty ledger.
+        """
+        row = self._conn.execute(
+            self._sql(
+                "SELECT body FROM {t} WHERE session_id = ? AND entry_type = ?"
+                " ORDER BY seq DESC LIMIT 1"
+            ),
+            (CHECKPOINT_SESSION, CHECKPOINT_TYPE),
+        ).fetchone()
+        if row is not None:
+            return str(json.loads(row[0])["timestamp"])
+        first = self._conn.execute(
+            self._sql("SELECT created_at FROM {t} ORDER BY seq LIMIT 1")
+        ).fetchone()
+        return str(first[0]) if first is not None else None
+
     def entry_hashes(self, tree_size: int) -> list[str]:
         rows = self._conn.execute(
             self._sql("SELECT entry_hash FROM {t} WHERE seq BETWEEN 1 AND ? ORDER BY seq"),
@@ -277,8 +310,13 @@ def append_at_head(
     idempotency_key: str,
     body_text: str,
     checkpoint_every: int = 0,
+    checkpoint_interval_s: float = 0,
+    clock: Clock = utc_now,
 ) -> LedgerReceipt:
     """Append one entry under the head lock (idempotent), then a checkpoint if one is due.
+
+    Due means `checkpoint_every` entries since the last one, or the last one (or, before
+    any, the first entry) older than `checkpoint_interval_s` by `clock`; 0 turns either off.
 
     The checkpoint is written in the same transaction, so a crash never leaves an entry
     whose due checkpoint is missing, and concurrent appenders never checkpoint twice.
@@ -291,13 +329,22 @@ def append_at_head(
                 f"idempotency key {idempotency_key!r} already holds a different entry (seq {seq})"
             )
         return LedgerReceipt(seq=seq, entry_type=old_type, entry_hash=old_hash, key_id=old_key)
-    receipt = _insert_at_head(tx, signer, session_id, entry_type, idempotency_key, body_text)
-    if checkpoint_every > 0 and receipt.seq - tx.last_checkpoint_seq() >= checkpoint_every:
-        checkpoint_at_head(tx, signer)
+    receipt = _insert_at_head(tx, signer, session_id, entry_type, idempotency_key, body_text, clock)
+    if (checkpoint_every > 0 and receipt.seq - tx.last_checkpoint_seq() >= checkpoint_every) or (
+        checkpoint_interval_s > 0
+        and _older_than(tx.last_checkpoint_time(), checkpoint_interval_s, clock)
+    ):
+        checkpoint_at_head(tx, signer, clock)
     return receipt
 
 
-def checkpoint_at_head(tx: HeadTx, signer: Signer) -> LedgerReceipt | None:
+def _older_than(timestamp: str | None, seconds: float, clock: Clock) -> bool:
+    if timestamp is None:
+        return False
+    return (clock() - datetime.fromisoformat(timestamp)).total_seconds() >= seconds
+
+
+def checkpoint_at_head(tx: HeadTx, signer: Signer, clock: Clock = utc_now) -> LedgerReceipt | None:
     """Sign a tree head over every entry so far and append it; None on an empty ledger.
 
     A head that already is a checkpoint is returned as it is: nothing new to cover.
@@ -312,15 +359,21 @@ def checkpoint_at_head(tx: HeadTx, signer: Signer) -> LedgerReceipt | None:
             return LedgerReceipt(
                 seq=tree_size, entry_type=CHECKPOINT_TYPE, entry_hash=head_hash, key_id=existing[5]
             )
-    sth = sign_tree_head(signer, tx.entry_hashes(tree_size), _now())
+    sth = sign_tree_head(signer, tx.entry_hashes(tree_size), _stamp(clock))
     body_text = canonical_json(sth).decode("utf-8")
     return _insert_at_head(
-        tx, signer, CHECKPOINT_SESSION, CHECKPOINT_TYPE, f"{CHECKPOINT_TYPE}:{tree_size}", body_text
+        tx,
+        signer,
+        CHECKPOINT_SESSION,
+        CHECKPOINT_TYPE,
+        f"{CHECKPOINT_TYPE}:{tree_size}",
+        body_text,
+        clock,
     )
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
+def _stamp(clock: Clock) -> str:
+    return clock().astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _insert_at_head(
@@ -330,10 +383,11 @@ def _insert_at_head(
     entry_type: str,
     idempotency_key: str,
     body_text: str,
+    clock: Clock = utc_now,
 ) -> LedgerReceipt:
     head = tx.head()
     seq, prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS_PREV_HASH)
-    created_at = _now()
+    created_at = _stamp(clock)
     # Hash the body exactly as it will be read back, so verify recomputes the same bytes.
     body = json.loads(body_text)
     digest = chain_hash(
@@ -362,13 +416,24 @@ class SqliteLedger:
 
     A read-only ledger never creates the file or the schema, so pointing a verifier at a
     wrong path reports `ledger_missing` instead of verifying a fresh empty ledger.
-    `checkpoint_every=0` (the constructor default) writes checkpoints only when asked.
+    `checkpoint_every=0` and `checkpoint_interval_s=0` (the constructor defaults) write
+    checkpoints only when asked; `clock` stamps entries and checkpoints (tests inject one).
     """
 
-    def __init__(self, path: Path, signer: Signer | None, *, checkpoint_every: int = 0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        signer: Signer | None,
+        *,
+        checkpoint_every: int = 0,
+        checkpoint_interval_s: float = 0,
+        clock: Clock = utc_now,
+    ) -> None:
         self._path = path
         self._signer = signer
         self._checkpoint_every = checkpoint_every
+        self._checkpoint_interval_s = checkpoint_interval_s
+        self._clock = clock
         if signer is not None:
             self._create_schema()
 
@@ -398,13 +463,15 @@ class SqliteLedger:
                 idempotency_key,
                 body_text,
                 self._checkpoint_every,
+                self._checkpoint_interval_s,
+                self._clock,
             )
 
     def checkpoint(self) -> LedgerReceipt | None:
         """Force a signed checkpoint over every entry so far (`signgate audit checkpoint`)."""
         signer = self._writer()
         with self._head_tx() as tx:
-            return checkpoint_at_head(tx, signer)
+            return checkpoint_at_head(tx, signer, self._clock)
 
     def _writer(self) -> Signer:
         if self._signer is None:

@@ -36,6 +36,7 @@ from psycopg import errors as pg_errors
 from signgate.errors import BadInput, Fault
 from signgate.ledger import (
     _COLUMNS,
+    Clock,
     HeadTx,
     LedgerMissing,
     LedgerReadOnly,
@@ -44,6 +45,7 @@ from signgate.ledger import (
     checkpoint_at_head,
     receipt_of,
     row_entry,
+    utc_now,
     validate_append,
     verify_rows,
 )
@@ -134,7 +136,14 @@ class PostgresLedger:
     """
 
     def __init__(
-        self, dsn: str, schema: str, signer: Signer | None, *, checkpoint_every: int = 0
+        self,
+        dsn: str,
+        schema: str,
+        signer: Signer | None,
+        *,
+        checkpoint_every: int = 0,
+        checkpoint_interval_s: float = 0,
+        clock: Clock = utc_now,
     ) -> None:
         if not _SCHEMA_NAME.fullmatch(schema):
             raise BadInput(f"invalid ledger schema name {schema!r}", reason="bad_input")
@@ -143,6 +152,8 @@ class PostgresLedger:
         self._table = f"{schema}.ledger_entries"
         self._signer = signer
         self._checkpoint_every = checkpoint_every
+        self._checkpoint_interval_s = checkpoint_interval_s
+        self._clock = clock
         self._lock_key = lock_key(schema)
         if signer is not None:
             self._create_schema()
@@ -168,12 +179,14 @@ class PostgresLedger:
                 idempotency_key,
                 body_text,
                 self._checkpoint_every,
+                self._checkpoint_interval_s,
+                self._clock,
             )
 
     def checkpoint(self) -> LedgerReceipt | None:
         signer = self._writer()
         with self._head_tx() as tx:
-            return checkpoint_at_head(tx, signer)
+            return checkpoint_at_head(tx, signer, self._clock)
 
     def grant_append_only(self, role: str) -> None:
         """`grant_append_only` on this ledger's schema (connect as the owner to call it)."""

@@ -98,6 +98,8 @@ class Settings(BaseSettings):
     ledger_schema: str = Field(default="signgate", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     # A signed checkpoint (tree head) after every this many entries; 0 = only on demand.
     checkpoint_every: int = Field(default=64, ge=0)
+    # ... and on the first append once the latest checkpoint is this many seconds old; 0 = off.
+    checkpoint_interval_s: float = Field(default=300, ge=0)
     # Evidence backend: files under var/evidence, or an S3 bucket under Object Lock.
     evidence: Literal["local", "s3"] = "local"
     s3_endpoint_url: str | None = None  # unset = AWS; set for MinIO, moto, ...

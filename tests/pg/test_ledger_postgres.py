@@ -22,6 +22,7 @@ from signgate.ledger_postgres import PostgresLedger
 from signgate.settings import Settings
 from signgate.signer import PUBLIC_SUFFIX, KeyRing, Signer
 from tests.pg.conftest import superuser
+from tests.unit.test_ledger_checkpoints import assert_checkpoints_by_time
 
 SIGNGATE = [sys.executable, "-m", "cli"]
 APPENDERS = 8
@@ -249,3 +250,14 @@ def test_proofs_from_postgres_verify_with_only_the_public_key(
     proof.write_text(consistency.stdout)
     ok = run_cli(["audit", "check-proof", str(proof), "--public-key", public], offline)
     assert ok.returncode == 0 and "is a prefix" in ok.stdout
+
+
+def test_checkpoints_by_time_on_postgres(
+    pg_dsn: str, pg_schema: str, signer: Signer, keyring: KeyRing
+) -> None:
+    assert_checkpoints_by_time(
+        lambda clock: PostgresLedger(
+            pg_dsn, pg_schema, signer, checkpoint_interval_s=60, clock=clock
+        ),
+        keyring,
+    )

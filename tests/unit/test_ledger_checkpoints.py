@@ -8,8 +8,10 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import closing
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ from signgate.canonical import canonical_json
 from signgate.checkpoints import CHECKPOINT_SESSION, CHECKPOINT_TYPE, sign_tree_head
 from signgate.errors import BadInput
 from signgate.hashing import merkle_root
-from signgate.ledger import SqliteLedger, chain_hash, entry_bytes
+from signgate.ledger import Ledger, SqliteLedger, chain_hash, entry_bytes, open_ledger
 from signgate.settings import get_settings
 from signgate.signer import PUBLIC_SUFFIX, KeyRing, Signer
 
@@ -278,3 +280,86 @@ def test_cli_checkpoint_prove_and_check_proof(
 
     missing = runner.invoke(app, ["audit", "prove", "99", *db])
     assert missing.exit_code == 2 and "entry_missing" in missing.output
+
+
+class StepClock:
+    """A clock the test moves by hand, so "T seconds later" needs no sleep."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+def checkpoint_sizes(ledger: Ledger) -> list[int]:
+    return [entry.body["tree_size"] for entry in ledger.entries(CHECKPOINT_SESSION)]
+
+
+def assert_checkpoints_by_time(make: Callable[[StepClock], Ledger], keyring: KeyRing) -> None:
+    """Shared by the SQLite test here and the PostgreSQL one in tests/pg."""
+    clock = StepClock()
+    ledger = make(clock)
+    ledger.append("s", "decision", "k1", {"i": 1})
+    clock.advance(59)
+    ledger.append("s", "decision", "k2", {"i": 2})
+    assert checkpoint_sizes(ledger) == []  # first entry only 59 s old: not yet
+    clock.advance(1)
+    ledger.append("s", "decision", "k3", {"i": 3})
+    assert checkpoint_sizes(ledger) == [3]  # 60 s since the first entry: due
+    first = ledger.entries(CHECKPOINT_SESSION)[0]
+    assert first.body["timestamp"] == clock.now.isoformat(timespec="microseconds")
+    clock.advance(30)
+    ledger.append("s", "decision", "k4", {"i": 4})
+    clock.advance(29.9)
+    ledger.append("s", "decision", "k5", {"i": 5})
+    assert checkpoint_sizes(ledger) == [3]  # the checkpoint is 59.9 s old
+    clock.advance(0.1)
+    ledger.append("s", "decision", "k6", {"i": 6})
+    assert checkpoint_sizes(ledger) == [3, 7]  # measured from the checkpoint, not entry 1
+    assert ledger.append("s", "decision", "k6", {"i": 6}).seq == 7  # idempotent replay
+    assert checkpoint_sizes(ledger) == [3, 7]
+    assert ledger.verify(keyring).ok
+
+
+def test_a_checkpoint_is_appended_by_time_and_not_before(
+    tmp_path: Path, signer: Signer, keyring: KeyRing
+) -> None:
+    assert_checkpoints_by_time(
+        lambda clock: SqliteLedger(
+            tmp_path / "l.db", signer, checkpoint_interval_s=60, clock=clock
+        ),
+        keyring,
+    )
+
+
+def test_interval_zero_never_checkpoints_by_time(tmp_path: Path, signer: Signer) -> None:
+    clock = StepClock()
+    ledger = SqliteLedger(tmp_path / "l.db", signer, checkpoint_interval_s=0, clock=clock)
+    for i in range(3):
+        ledger.append("s", "decision", f"k{i}", {"i": i})
+        clock.advance(86_400)
+    assert checkpoint_sizes(ledger) == []
+
+
+def test_settings_carry_the_interval_to_the_ledger(
+    tmp_path: Path, signer: Signer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SIGNGATE_CHECKPOINT_INTERVAL_S", "0.001")
+    monkeypatch.setenv("SIGNGATE_CHECKPOINT_EVERY", "0")
+    get_settings.cache_clear()
+    try:
+        settings = get_settings()
+        assert settings.checkpoint_interval_s == 0.001
+        ledger = open_ledger(settings, signer, sqlite_path=tmp_path / "l.db")
+        ledger.append("s", "decision", "k1", {"i": 1})
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not checkpoint_sizes(ledger):
+            time.sleep(0.01)
+            ledger.append("s", "decision", f"k-{time.monotonic_ns()}", {"i": 2})
+        assert checkpoint_sizes(ledger)
+    finally:
+        get_settings.cache_clear()
