@@ -25,9 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from temporalio import activity, workflow
+from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import RetryPolicy
+from temporalio.converter import PayloadCodec
 from temporalio.worker import Worker
 
 TWIN_WORKFLOW = "BenchNoopTwin"
@@ -37,8 +39,18 @@ RETRY = RetryPolicy(maximum_attempts=4)
 SHAPE: dict[str, Any] = {}
 
 
-async def record_shape(handle: WorkflowHandle[Any, Any]) -> dict[str, Any]:
-    """The activities of one finished session, with their payloads, in scheduling order."""
+async def record_shape(
+    handle: WorkflowHandle[Any, Any], codec: PayloadCodec | None
+) -> dict[str, Any]:
+    """The activities of one finished session, with their payloads, in scheduling order.
+
+    History payloads are encrypted by the deployment's codec: decoded before reading."""
+
+    async def plain(payload: Payload) -> Any:
+        if codec is not None:
+            payload = (await codec.decode([payload]))[0]
+        return json.loads(payload.data)
+
     scheduled: dict[int, dict[str, Any]] = {}
     activities: list[dict[str, Any]] = []
     result: Any = None
@@ -47,19 +59,19 @@ async def record_shape(handle: WorkflowHandle[Any, Any]) -> dict[str, Any]:
             attrs = event.activity_task_scheduled_event_attributes
             entry = {
                 "name": attrs.activity_type.name,
-                "input": json.loads(attrs.input.payloads[0].data),
+                "input": await plain(attrs.input.payloads[0]),
                 "output": None,
             }
             scheduled[event.event_id] = entry
             activities.append(entry)
         elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
             attrs_c = event.activity_task_completed_event_attributes
-            scheduled[attrs_c.scheduled_event_id]["output"] = json.loads(
-                attrs_c.result.payloads[0].data
+            scheduled[attrs_c.scheduled_event_id]["output"] = await plain(
+                attrs_c.result.payloads[0]
             )
         elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
-            result = json.loads(
-                event.workflow_execution_completed_event_attributes.result.payloads[0].data
+            result = await plain(
+                event.workflow_execution_completed_event_attributes.result.payloads[0]
             )
     status = await handle.query("status", result_type=dict)
     return {"activities": activities, "status": status, "result": result}
@@ -122,9 +134,14 @@ def twin_activities() -> list[Callable[..., Awaitable[Any]]]:
 
 
 async def serve(address: str, task_queue: str) -> None:
-    from temporalio.contrib.pydantic import pydantic_data_converter
+    from signgate.payload_codec import codec_for
+    from signgate.settings import get_settings
+    from workers.client import data_converter
 
-    client = await Client.connect(address, data_converter=pydantic_data_converter)
+    # The saga's converter, codec included (the stack's settings come from the environment):
+    # the twin pays for encryption as the saga does, and reads what the stack's client writes.
+    converter = data_converter(codec_for(get_settings()))
+    client = await Client.connect(address, data_converter=converter)
     worker = Worker(
         client,
         task_queue=task_queue,

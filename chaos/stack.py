@@ -28,6 +28,7 @@ from temporalio.client import Client
 from activities.deps import ActivityDeps
 from signgate.api_keys import ensure_dev_keys
 from signgate.models import CheckKind, SessionTimeouts
+from signgate.payload_codec import codec_for
 from signgate.settings import Settings
 from workers.devserver import DevServer
 from workers.ports import free_port
@@ -70,6 +71,9 @@ class Stack:
             ui_port=None,
             log_path=config.var_dir / "temporal.log",
             start_timeout_s=READY_TIMEOUT_S,
+            # This stack's payload keys (under its var dir), as its worker processes use:
+            # the process default would be ./var's, which they could not decrypt.
+            payload_codec=codec_for(self.settings),
         )
         self.client: Client | None = None
         self.workers: list[subprocess.Popen[bytes]] = []
