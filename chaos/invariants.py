@@ -8,11 +8,15 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from temporalio.client import Client
+
 from chaos.drive import AMBIGUOUS, FORGED_RISK, REVIEW_STAGES, SessionRecord
 from signgate.evidence_stores import open_evidence_store
 from signgate.ledger import LedgerEntry, open_ledger
 from signgate.models import ArtifactRef, CheckStatus, Stage
+from signgate.payload_codec import codec_for
 from signgate.settings import Settings
+from workers.history import fetch_history, replay_histories
 
 
 @dataclass
@@ -38,6 +42,19 @@ def check_all(
         lambda: review_races_settled_once(records, entries),
     ]
     return [check() for check in checks]
+
+
+async def histories_replay(
+    client: Client, settings: Settings, records: list[SessionRecord]
+) -> Verdict:
+    """Each session's history, written across SIGKILLed workers and a server crash,
+    replays against today's workflow code: a history that does not is a session whose
+    queries fail for good and which cannot move on (chaos/findings/timer-replay-*)."""
+    sessions = [r.session_id for r in records if r.session_id]
+    histories = [await fetch_history(client, sid) for sid in sessions]
+    outcomes = await replay_histories(histories, codec_for(settings))
+    bad = [f"{o.session_id}: {o.failure}" for o in outcomes if not o.ok]
+    return Verdict("every session's history replays (signgate ops replay)", len(outcomes), bad)
 
 
 def accepted_only_when_earned(

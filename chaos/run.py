@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from chaos.drive import SETTLED_STAGES, Driver, Plan, SessionRecord
-from chaos.invariants import Verdict, check_all
+from chaos.invariants import Verdict, check_all, histories_replay
 from chaos.stack import Stack, StackConfig
 from signgate.models import OnboardingStatus, SessionTimeouts
 
@@ -153,6 +153,8 @@ async def run_chaos(
             faults.update(record.faults)
             faults[f"vendor: {record.plan.sandbox}"] += record.plan.sandbox in FAULTY_SANDBOX
         verdicts = check_all(records, stack.settings, stack.env())
+        assert stack.client is not None
+        verdicts.append(await histories_replay(stack.client, stack.settings, records))
     faults = Counter({k: v for k, v in faults.items() if v})
     return ChaosReport(
         n, seed, workers, started_at, time.monotonic() - t0, records, verdicts, faults

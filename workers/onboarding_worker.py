@@ -16,6 +16,7 @@ from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker._workflow_instance import _WorkflowLogicFlag
 
 from activities import all_activities
 from activities.deps import ActivityDeps
@@ -25,11 +26,27 @@ from workflows.app_events import AppEventWorkflow
 from workflows.onboarding import OnboardingWorkflow
 from workflows.retention import RetentionSweepWorkflow
 
+# The SDK's flag for applying all of a workflow task's jobs before any workflow code runs
+# (off by default in temporalio 1.35, planned to become the default). Without it, a task
+# that carries an activity result *and* signals (as after a worker dies mid-saga) can be
+# run in one order live and in another on replay: the history then stops replaying
+# (chaos/findings/timer-replay-5e91fa0b.json). Recorded in each history that used it.
+SINGLE_BATCH = int(_WorkflowLogicFlag.PROCESS_WORKFLOW_ACTIVATION_JOBS_AS_SINGLE_BATCH)
+
+
+def single_batch_activations(worker: Worker) -> Worker:
+    """Turn the single-batch flag on for the runs this worker starts (histories without it
+    still replay with the SDK's legacy order)."""
+    worker._set_default_workflow_logic_flag(
+        _WorkflowLogicFlag.PROCESS_WORKFLOW_ACTIVATION_JOBS_AS_SINGLE_BATCH, enabled=True
+    )
+    return worker
+
 
 def build_worker(
     client: Client, settings: Settings, deps: ActivityDeps, *, max_cached_workflows: int = 1000
 ) -> Worker:
-    return Worker(
+    worker = Worker(
         client,
         task_queue=settings.task_queue,
         workflows=[OnboardingWorkflow, AppEventWorkflow, RetentionSweepWorkflow],
@@ -40,6 +57,7 @@ def build_worker(
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=2),
         max_cached_workflows=max_cached_workflows,
     )
+    return single_batch_activations(worker)
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
