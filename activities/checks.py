@@ -12,6 +12,7 @@ from temporalio import activity
 
 from activities.deps import ActivityDeps
 from activities.errors import reason_coded
+from activities.heartbeat import heartbeating
 from policies.engine import load_policy
 from signgate.detectors.cache import ResultCache
 from signgate.detectors.local_provider import LocalProvider
@@ -29,11 +30,12 @@ class CheckActivities:
     async def _run(self, kind: CheckKind, request: CheckRequest) -> CheckOutcome:
         if request.kind is not kind:
             raise BadInput(f"{request.kind} sent to the {kind} check", reason="check_kind_mismatch")
-        if self._deps.settings.check_provider == "local":
-            outcome = await asyncio.to_thread(self._local.run, request)
-        else:
-            callback = f"{self._deps.settings.gateway_url}/v1/webhooks/vendor"
-            outcome = await self._deps.vendor.submit_check(request, callback)
+        async with heartbeating():
+            if self._deps.settings.check_provider == "local":
+                outcome = await asyncio.to_thread(self._local.run, request)
+            else:
+                callback = f"{self._deps.settings.gateway_url}/v1/webhooks/vendor"
+                outcome = await self._deps.vendor.submit_check(request, callback)
         if outcome.result is not None:
             result = outcome.result
             CHECK_LATENCY.labels(kind.value, result.provider, result.status.value).observe(

@@ -8,6 +8,7 @@ from temporalio import activity
 
 from activities.deps import ActivityDeps
 from activities.errors import reason_coded
+from activities.heartbeat import heartbeating
 from signgate.detectors.base import Evidence
 from signgate.detectors.replay import IMAGE_KINDS, check_replay
 from signgate.models import ArtifactKind, SealedEvidence, SealRequest
@@ -21,7 +22,8 @@ class EvidenceActivities:
     @activity.defn(name="seal_evidence")
     @reason_coded
     async def seal_evidence(self, request: SealRequest) -> SealedEvidence:
-        return await asyncio.to_thread(self._seal, request)
+        async with heartbeating():
+            return await asyncio.to_thread(self._seal, request)
 
     def _seal(self, request: SealRequest) -> SealedEvidence:
         deps = self._deps

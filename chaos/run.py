@@ -102,11 +102,12 @@ async def run_chaos(
     kill_every_s: tuple[float, float] = (4.0, 10.0),
     crash_server: bool = True,
     deadline_s: float = 2400.0,
-    settle_s: float = 330.0,
+    settle_s: float = 150.0,
 ) -> ChaosReport:
     """`deadline_s` bounds the driving; then up to `settle_s` more for sessions still in
-    flight (an activity whose worker was SIGKILLed is retried only at its start-to-close
-    timeout: 5 minutes for sealing)."""
+    flight (an activity whose worker was SIGKILLed is retried after its heartbeat timeout,
+    10 s, for sealing and checks, and after its 30 s start-to-close timeout for the
+    others)."""
     rng = random.Random(seed)
     config = StackConfig(
         var_dir=var_dir, timeouts=CHAOS_TIMEOUTS, vendor_timeout_s=VENDOR_TIMEOUT_S, hang_s=6.0
@@ -195,7 +196,8 @@ async def final_status(
 
 async def note_recovering(stack: Stack, records: list[SessionRecord]) -> None:
     """For each unsettled session, name what it waits on: an activity started by a worker
-    we SIGKILLed is not stuck, it is retried when its start-to-close timeout expires."""
+    we SIGKILLed is not stuck, it is retried when its heartbeat timeout (sealing, checks)
+    or its start-to-close timeout (the others) expires."""
     assert stack.client is not None
     killed = {f"{pid}@" for pid in stack.killed_pids}
     for record in records:
@@ -213,7 +215,7 @@ async def note_recovering(stack: Stack, records: list[SessionRecord]) -> None:
                 record.recovering = True
                 record.waiting_on = (
                     f"{pending.activity_type.name} attempt {pending.attempt}, started by "
-                    f"SIGKILLed worker {worker}: retried at its start-to-close timeout"
+                    f"SIGKILLed worker {worker}: retried when its timeout expires"
                 )
             else:
                 record.waiting_on = f"{pending.activity_type.name} on {worker or 'no worker'}"

@@ -100,6 +100,10 @@ DURABLE_RETRY = RetryPolicy(
 CHECK_TIMEOUT = timedelta(seconds=30)
 SEAL_TIMEOUT = timedelta(minutes=5)
 LEDGER_TIMEOUT = timedelta(seconds=30)
+# Sealing and checks heartbeat every 2 s (activities/heartbeat.py): a dead worker's
+# activity is retried after this, not after its start-to-close timeout. Scheduling
+# options are not part of replay's determinism checks, so no patch is needed.
+HEARTBEAT_TIMEOUT = timedelta(seconds=10)
 
 
 class SagaAbort(Exception):
@@ -233,6 +237,7 @@ class OnboardingWorkflow:
                 request,
                 result_type=SealedEvidence,
                 start_to_close_timeout=SEAL_TIMEOUT,
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 retry_policy=FAULT_RETRY,
             )
         except ActivityError as err:
@@ -324,6 +329,7 @@ class OnboardingWorkflow:
                 request,
                 result_type=CheckOutcome,
                 start_to_close_timeout=CHECK_TIMEOUT,
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 retry_policy=FAULT_RETRY,
             )
         except ActivityError as err:
