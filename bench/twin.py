@@ -2,12 +2,15 @@
 doing nothing. The baseline of the orchestration-overhead benchmark.
 
 `record_shape` reads one real auto-accept session's history and keeps, per scheduled
-activity, its name, its input payload and its result payload, and the status query's
-answer. `TwinWorkflow` then replays that shape: a `status` query, the `evidence_submitted`
-signal, `seal` -> five checks in parallel -> ledger append -> decide -> commit -> unlock,
-each a `twin_*` activity that is sent the recorded input and returns the recorded output.
-So the bytes through Temporal are the saga's; only the work inside the activities (and the
-saga's search-attribute upserts) is missing.
+activity, its name, its input payload, its result payload and the workflow task that
+scheduled it (its *batch*), and the status query's answer. `TwinWorkflow` then replays
+that shape: a `status` query, the `evidence_submitted` signal, then batch after batch
+(e.g. seal -> plan -> the cheap checks -> early decide -> the heavy checks -> ledger
+append -> decide -> commit -> unlock), the activities of a batch in parallel, each a
+`twin_*` activity that is sent the recorded input and returns the recorded output. So the
+bytes through Temporal and the serial/parallel pattern are the saga's, whatever the saga
+schedules; only the work inside the activities, the saga's search-attribute upserts and
+its status-event children (none without a callback URL) are missing.
 
 A twin worker: `python -m bench.twin --shape FILE --task-queue Q` (what the benchmark
 starts, 1 or 2 of them, against the same dev server).
@@ -32,11 +35,12 @@ from temporalio.common import RetryPolicy
 from temporalio.converter import PayloadCodec
 from temporalio.worker import Worker
 
+with workflow.unsafe.imports_passed_through():
+    # Passed through, so the sandboxed twin reads the shape this worker process loaded.
+    from bench.twin_shape import SHAPE
+
 TWIN_WORKFLOW = "BenchNoopTwin"
 RETRY = RetryPolicy(maximum_attempts=4)
-
-# name -> [(input, output)] in scheduling order; "status" -> the query answer; "result".
-SHAPE: dict[str, Any] = {}
 
 
 async def record_shape(
@@ -59,6 +63,7 @@ async def record_shape(
             attrs = event.activity_task_scheduled_event_attributes
             entry = {
                 "name": attrs.activity_type.name,
+                "batch": attrs.workflow_task_completed_event_id,
                 "input": await plain(attrs.input.payloads[0]),
                 "output": None,
             }
@@ -77,13 +82,16 @@ async def record_shape(
     return {"activities": activities, "status": status, "result": result}
 
 
-def _step(name: str) -> list[dict[str, Any]]:
-    return [a for a in SHAPE["activities"] if a["name"] == name]
+def _batches() -> list[list[dict[str, Any]]]:
+    batches: dict[int, list[dict[str, Any]]] = {}
+    for recorded in SHAPE["activities"]:
+        batches.setdefault(recorded["batch"], []).append(recorded)
+    return [batches[key] for key in sorted(batches)]
 
 
-@workflow.defn(name=TWIN_WORKFLOW, sandboxed=False)
+@workflow.defn(name=TWIN_WORKFLOW)
 class TwinWorkflow:
-    """Unsandboxed, so it reads the shape this worker process loaded (constant per run)."""
+    """Sandboxed like the saga: the sandbox's cost per workflow task is orchestration."""
 
     def __init__(self) -> None:
         self._submission: Any = None
@@ -91,16 +99,9 @@ class TwinWorkflow:
     @workflow.run
     async def run(self, request: dict[str, Any]) -> Any:
         await workflow.wait_condition(lambda: self._submission is not None)
-        await self._all("seal_evidence")
-        await asyncio.gather(*(self._one(a) for a in SHAPE["activities"] if
-                               a["name"].startswith("check_")))  # fmt: skip
-        for name in ("append_ledger", "decide", "commit_decision", "unlock_signing"):
-            await self._all(name)
+        for batch in _batches():
+            await asyncio.gather(*(self._one(recorded) for recorded in batch))
         return SHAPE["result"]
-
-    async def _all(self, name: str) -> None:
-        for recorded in _step(name):
-            await self._one(recorded)
 
     async def _one(self, recorded: dict[str, Any]) -> Any:
         return await workflow.execute_activity(
