@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from activities.checks import CheckActivities, plan_checks
+from activities.checks import CheckActivities
 from activities.decision import decide
 from activities.deps import ActivityDeps
 from activities.evidence import EvidenceActivities
@@ -27,7 +27,7 @@ def all_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
         checks.check_face_match,
         checks.check_device,
         checks.check_provenance,
-        plan_checks,
+        checks.plan_checks,
         decide,
         ledger.append_ledger,
         ledger.commit_decision,

@@ -68,9 +68,13 @@ class CheckActivities:
     async def check_provenance(self, request: CheckRequest) -> CheckOutcome:
         return await self._run(CheckKind.provenance, request)
 
-
-@activity.defn(name="plan_checks")
-@reason_coded
-async def plan_checks(request: CheckPlanRequest) -> CheckPlan:
-    """The policy's cheap-first checks: the workflow stays ignorant of which are cheap."""
-    return CheckPlan(cheap_first=load_policy(request.policy_id).cheap_first)
+    @activity.defn(name="plan_checks")
+    @reason_coded
+    async def plan_checks(self, request: CheckPlanRequest) -> CheckPlan:
+        """The policy's cheap-first checks when they save local work (see
+        `Settings.cheap_first_with_vendor`); the workflow stays ignorant of which are cheap.
+        An empty plan runs every check at once."""
+        settings = self._deps.settings
+        if settings.check_provider == "vendor" and not settings.cheap_first_with_vendor:
+            return CheckPlan(cheap_first=[])
+        return CheckPlan(cheap_first=load_policy(request.policy_id).cheap_first)

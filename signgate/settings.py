@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     # Who answers the checks: the HTTP vendor adapter (the bundled sandbox by default) or
     # the built-in `local` detectors.
     check_provider: Literal["vendor", "local"] = "vendor"
+    # The policy's cheap-first order saves local compute: with `local` detectors the heavy
+    # ones are skipped when the cheap ones already reject. With a vendor every check is a
+    # round trip, and waiting for the "cheap" ones first only adds their latency, so all
+    # run at once unless this is set (to save vendor calls on conclusive rejects instead).
+    cheap_first_with_vendor: bool = False
     vendor_api_key: str = "sandbox-key"
     vendor_timeout_s: float = 10.0
     # Webhook HMAC secrets: the first signs, every one verifies (rotation).

@@ -333,12 +333,34 @@ def test_malformed_policy_file_names_the_file_and_field(
     assert names in err.value.message
 
 
-async def test_the_policy_chooses_the_cheap_first_checks(tmp_path: Path) -> None:
-    from activities.checks import plan_checks
+@pytest.mark.parametrize(
+    ("provider", "with_vendor", "cheap"),
+    [
+        ("local", False, [CheckKind.provenance, CheckKind.device]),
+        ("vendor", True, [CheckKind.provenance, CheckKind.device]),
+        ("vendor", False, []),  # a vendor's "cheap" checks are round trips too: all at once
+    ],
+)
+async def test_the_policy_chooses_the_cheap_first_checks(
+    tmp_path: Path, provider: str, with_vendor: bool, cheap: list[CheckKind]
+) -> None:
+    from activities.checks import CheckActivities
+    from activities.deps import ActivityDeps
     from signgate.models import CheckPlanRequest
+    from tests.support import make_settings
 
-    plan = await plan_checks(CheckPlanRequest(policy_id="default"))
-    assert plan.cheap_first == [CheckKind.provenance, CheckKind.device]
+    settings = make_settings(
+        tmp_path / "var",
+        "http://127.0.0.1:9",
+        check_provider=provider,
+        cheap_first_with_vendor=with_vendor,
+    )
+    deps = ActivityDeps.from_settings(settings)
+    try:
+        plan = await CheckActivities(deps).plan_checks(CheckPlanRequest(policy_id="default"))
+    finally:
+        await deps.aclose()
+    assert plan.cheap_first == cheap
     text = (POLICY_DIR / "default.toml").read_text()
     (tmp_path / "default.toml").write_text(
         text.replace('cheap_first = ["provenance", "device"]', "")

@@ -84,8 +84,13 @@ async def stack(time_skipping_env: WorkflowEnvironment, tmp_path: Path) -> Async
         webhook_delay_s=0.2,
     )
     async with serve_app(app) as sandbox_url:
+        # The sandbox is a vendor: cheap-first is switched on so the saga's cheap-first
+        # paths (and their golden histories) run here too.
         settings = make_settings(
-            tmp_path / "var", sandbox_url, callback_allowed_hosts=["127.0.0.1"]
+            tmp_path / "var",
+            sandbox_url,
+            callback_allowed_hosts=["127.0.0.1"],
+            cheap_first_with_vendor=True,
         )
         deps = ActivityDeps.from_settings(settings)
         try:
