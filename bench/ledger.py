@@ -8,7 +8,10 @@ Baselines, same file system, same run:
   `SqliteLedger.append` does; separates the connection cost from hashing and signing.
 - verify: reading every row and parsing its body (what any check must at least do).
 
-There is no PostgreSQL ledger on this branch, so no 1/8-appender figures on PostgreSQL.
+On PostgreSQL (`SIGNGATE_POSTGRES_DSN`, 127.0.0.1:5432 `test` by default), in a scratch
+schema dropped afterwards: plain inserts of the same rows (one connection, one
+transaction per row) against `PostgresLedger.append` with 1 and with 8 concurrent
+appenders (threads, one chain: appends serialize on the ledger's advisory lock).
 
 Run: .venv/bin/python -m bench.ledger [--entries N]
 """
@@ -17,17 +20,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench.results import Result, ratio
 from signgate.canonical import canonical_json
 from signgate.ledger import SqliteLedger
+from signgate.settings import Settings
 from signgate.signer import KeyRing, Signer
 
 PLAIN_SCHEMA = (
@@ -110,6 +116,74 @@ def rate(fn: Callable[[], object], n: int) -> float:
     return n / (time.perf_counter() - started)
 
 
+def pg_plain_inserts(dsn: str, schema: str, n: int) -> float:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+        conn.execute(f"SET search_path TO {schema}")
+        for statement in PLAIN_SCHEMA:
+            conn.execute(statement)
+        started = time.perf_counter()
+        for i in range(1, n + 1):
+            with conn.transaction():
+                conn.execute(
+                    "INSERT INTO plain VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    plain_row(i),
+                )
+        return n / (time.perf_counter() - started)
+
+
+def pg_signed_appends(
+    dsn: str, schema: str, signer: Signer, keyring: KeyRing, n: int, appenders: int
+) -> float:
+    from signgate.ledger_postgres import PostgresLedger
+
+    ledger = PostgresLedger(dsn, schema, signer)
+    per = n // appenders
+
+    def append_some(worker: int) -> None:
+        for i in range(per):
+            key = f"w{worker}-{i}"
+            ledger.append(key, "decision", f"{key}:decision", sample_body(i))
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(appenders) as pool:
+        list(pool.map(append_some, range(appenders)))
+    elapsed = time.perf_counter() - started
+    report = ledger.verify(keyring)
+    assert report.ok and report.entries_checked == per * appenders, report
+    return per * appenders / elapsed
+
+
+def postgres_rows(root: Path, entries: int) -> list[list[str]]:
+    """The PostgreSQL rows, or one row saying why there are none (no server reachable)."""
+    import psycopg
+
+    dsn = Settings().postgres_dsn
+    schemas = [f"bench_{name}_{secrets.token_hex(4)}" for name in ("plain", "one", "eight")]
+    try:
+        psycopg.connect(dsn, connect_timeout=5).close()
+    except psycopg.OperationalError as err:
+        return [["PostgreSQL", "not reachable", str(err).splitlines()[0]]]
+    signer = Signer.load_or_create(root / "pg-keys")
+    keyring = KeyRing.from_dir(root / "pg-keys")
+    try:
+        plain = pg_plain_inserts(dsn, schemas[0], entries)
+        one = pg_signed_appends(dsn, schemas[1], signer, keyring, entries, 1)
+        eight = pg_signed_appends(dsn, schemas[2], signer, keyring, entries, 8)
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for schema in schemas:
+                conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    return [
+        ["PostgreSQL: plain insert, one connection (baseline)", f"{plain:,.0f}", "1.00x"],
+        ["PostgreSQL: **signed append**, 1 appender", f"**{one:,.0f}**", ratio(one, plain)],
+        ["PostgreSQL: **signed append**, 8 concurrent appenders", f"**{eight:,.0f}**",
+         ratio(eight, plain)],
+    ]  # fmt: skip
+
+
 def run(entries: int = 2000) -> Result:
     with tempfile.TemporaryDirectory(prefix="bench-ledger-") as tmp:
         root = Path(tmp)
@@ -131,6 +205,7 @@ def run(entries: int = 2000) -> Result:
         )  # fmt: skip
         cli_s = time.perf_counter() - started
         assert cli.returncode == 0, cli.stderr
+        pg_rows = postgres_rows(root, entries)
     cli_rate = entries / cli_s
     rows = [
         ["plain insert, one connection (baseline)", f"{plain:,.0f}", "1.00x"],
@@ -140,13 +215,16 @@ def run(entries: int = 2000) -> Result:
         ["read + parse every entry (baseline)", f"{read:,.0f}", "1.00x"],
         ["**verify** (`SqliteLedger.verify`)", f"**{verify:,.0f}**", ratio(verify, read)],
         ["`signgate audit verify` (CLI, with start-up)", f"{cli_rate:,.0f}", ratio(cli_rate, read)],
+        *pg_rows,
     ]  # fmt: skip
     return Result(
-        title="4. Ledger: signed appends and verification (SQLite)",
+        title="4. Ledger: signed appends and verification (SQLite, PostgreSQL)",
         notes=(
-            f"{entries} entries of ~1 KB (decision-sized bodies), WAL, `synchronous=FULL`, one "
-            "transaction per entry. No PostgreSQL ledger exists on this branch, so there are "
-            "no PostgreSQL or concurrent-appender figures."
+            f"{entries} entries of ~1 KB (decision-sized bodies), one transaction per entry. "
+            "SQLite: WAL, `synchronous=FULL`. PostgreSQL: the local server (trust auth, "
+            "default `fsync`/`synchronous_commit`), a scratch schema per row; each "
+            "`PostgresLedger.append` opens its own connection and takes the ledger's "
+            "advisory lock, so 8 appenders share one chain and serialize on it."
         ),
         header=["operation", "entries/s", "x baseline"],
         rows=rows,
