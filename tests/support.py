@@ -7,13 +7,15 @@ import base64
 import io
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import uvicorn
+from google.protobuf.message import Message
 from PIL import Image
+from temporalio.api.common.v1 import Payload
 
 from signgate.evidence import LocalEvidenceStore
 from signgate.models import (
@@ -116,6 +118,28 @@ def onboarding_request(settings: Settings, **overrides: Any) -> OnboardingReques
 HISTORIES_DIR = Path(__file__).parent / "histories"
 
 
+def decrypt_payloads(message: Message) -> None:
+    """Replace every Payload inside a protobuf message (a history event) by its plaintext."""
+    if isinstance(message, Payload):
+        message.CopyFrom(payload_codec_for_tests().decrypt(message))
+        return
+    for item in sub_messages(message):
+        decrypt_payloads(item)
+
+
+def sub_messages(message: Message) -> Iterator[Message]:
+    """The messages directly inside `message`: fields, repeated fields and map values."""
+    for field, value in message.ListFields():
+        if field.type != field.TYPE_MESSAGE:
+            continue
+        if field.message_type.GetOptions().map_entry:
+            yield from (v for v in value.values() if isinstance(v, Message))
+        elif field.is_repeated:
+            yield from value
+        else:
+            yield value
+
+
 async def record_history(handle: Any, name: str) -> None:
     """With SIGNGATE_RECORD_HISTORIES=1, save this run's history as a golden replay file.
 
@@ -125,5 +149,8 @@ async def record_history(handle: Any, name: str) -> None:
     if os.environ.get("SIGNGATE_RECORD_HISTORIES") != "1":
         return
     history = await handle.fetch_history()
+    # Saved decrypted: a golden history is reviewed as text and replays without the key.
+    for event in history.events:
+        decrypt_payloads(event)
     HISTORIES_DIR.mkdir(exist_ok=True)
     (HISTORIES_DIR / f"{name}.json").write_text(history.to_json())

@@ -26,7 +26,7 @@ from signgate.models import (
     Stage,
 )
 from signgate.signer import KeyRing
-from tests.support import payload_codec_for_tests, record_history, store_capture
+from tests.support import payload_codec_for_tests, record_history, store_capture, sub_messages
 from tests.workflow.conftest import Stack
 
 
@@ -344,17 +344,8 @@ def payload_data(message: Message) -> Iterator[bytes]:
     if isinstance(message, Payload):
         yield payload_codec_for_tests().decrypt(message).data
         return
-    for field, value in message.ListFields():
-        if field.type != field.TYPE_MESSAGE:
-            continue
-        if field.message_type.GetOptions().map_entry:
-            items = [v for v in value.values() if isinstance(v, Message)]
-        elif field.is_repeated:
-            items = list(value)
-        else:
-            items = [value]
-        for item in items:
-            yield from payload_data(item)
+    for item in sub_messages(message):
+        yield from payload_data(item)
 
 
 def astronaut_jpeg(quality: int, scale: float = 1.0) -> bytes:
@@ -565,3 +556,34 @@ async def test_inconclusive_cheap_checks_run_the_heavy_ones_after_them(stack: St
     assert set(ran[:cheap_done]) >= {"check_provenance", "check_device", "plan_checks"}
     assert {"check_liveness", "check_deepfake", "check_face_match"} <= set(ran[cheap_done:])
     assert ran.count("decide") == 2
+
+
+def published_stages(history: Any) -> list[str]:
+    """The OnboardingStatus values the history upserted, in order."""
+    from temporalio.converter import decode_typed_search_attributes
+
+    from workflows.search_attributes import ONBOARDING_STATUS
+
+    stages = []
+    for e in history.events:
+        if e.HasField("upsert_workflow_search_attributes_event_attributes"):
+            attrs = e.upsert_workflow_search_attributes_event_attributes.search_attributes
+            value = decode_typed_search_attributes(attrs).get(ONBOARDING_STATUS)
+            if value is not None:
+                stages.append(value)
+    return stages
+
+
+async def test_visibility_is_upserted_only_where_a_session_can_rest(stack: Stack) -> None:
+    request, handle = await stack.start()
+    await stack.submit(handle, request.session_id, "bona_fide")
+    result = await handle.result()
+    await record_history(handle, "accept_sparse_status_upserts")
+
+    assert result.stage is Stage.accepted
+    history = await handle.fetch_history()
+    # sealing, deciding, committing and unlocking are steps, not places to rest...
+    assert published_stages(history) == ["awaiting_capture", "checking", "accepted"]
+    # ...but the status query's timeline still names every one of them.
+    timeline = [t.stage.value for t in (await stack.status(handle)).timeline]
+    assert {"sealing", "deciding", "committing", "unlocking"} <= set(timeline)
