@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import pytest_asyncio
+from temporalio.client import Client
 
 from activities.deps import ActivityDeps
 from gateway.server import serve
@@ -131,37 +134,55 @@ class GatewayStack:
         )
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def gw(
-    dev_server: RunningDevServer, tmp_path_factory: pytest.TempPathFactory
+@asynccontextmanager
+async def gateway_stack(
+    dev_server: RunningDevServer,
+    var_dir: Path,
+    make_client: Callable[[Settings], Awaitable[Client]] | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[GatewayStack]:
+    """The whole stack on `dev_server`: the vendor sandbox, a worker, the gateway over HTTP.
+
+    `overrides` are extra settings (limits, S3, PostgreSQL); the test keys are seeded.
+    `make_client` builds the Temporal client the worker and gateway use from the settings
+    (default: the dev server's shared client).
+    """
     probe = Settings()
     sandbox = create_sandbox_app(
         webhook_secret=probe.webhook_secrets[0], api_key=probe.vendor_api_key, webhook_delay_s=0.2
     )
     async with serve_app(sandbox) as sandbox_url:
-        settings = make_settings(
-            tmp_path_factory.mktemp("gateway") / "var",
-            sandbox_url,
-            max_upload_bytes={
-                **probe.max_upload_bytes,
-                ArtifactKind.device_signals: DEVICE_SIGNALS_CAP,
-            },
-            webhook_vendors=WEBHOOK_VENDORS,
-            callback_allowed_hosts=["app.example.com"],
-        )
+        settings = make_settings(var_dir, sandbox_url, **overrides)
         seed_test_keys(settings)
+        client = dev_server.client if make_client is None else await make_client(settings)
         deps = ActivityDeps.from_settings(settings)
         stop = asyncio.Event()
-        serving = asyncio.create_task(serve(settings, stop, client=dev_server.client))
+        serving = asyncio.create_task(serve(settings, stop, client=client))
         try:
-            async with build_worker(dev_server.client, settings, deps):
+            async with build_worker(client, settings, deps):
                 await _wait_healthy(settings.gateway_url, serving)
                 yield GatewayStack(settings, deps, settings.gateway_url, dev_server)
         finally:
             stop.set()
             await asyncio.wait_for(serving, timeout=20)
             await deps.aclose()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def gw(
+    dev_server: RunningDevServer, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[GatewayStack]:
+    async with gateway_stack(
+        dev_server,
+        tmp_path_factory.mktemp("gateway") / "var",
+        max_upload_bytes={
+            **Settings().max_upload_bytes,
+            ArtifactKind.device_signals: DEVICE_SIGNALS_CAP,
+        },
+        webhook_vendors=WEBHOOK_VENDORS,
+        callback_allowed_hosts=["app.example.com"],
+    ) as stack:
+        yield stack
 
 
 def capture_media(session_id: str, kind: ArtifactKind) -> bytes:
