@@ -329,7 +329,6 @@ class HashedUpload:
             raise BadInput("max_bytes must be >= 0", reason="bad_input")
         self._kind = kind
         self._max_bytes = max_bytes
-        self._session_id = session_id
         # The key names the promised hash; commit refuses the object unless it matches.
         self._object_key = object_key_for(self._expected, session_id)
         self._digest = hashlib.sha256()
