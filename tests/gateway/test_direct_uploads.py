@@ -26,15 +26,19 @@ from tests.support import CAPTURE_KINDS, jpeg_bytes
 async def gw_s3(
     dev_server: RunningDevServer, moto_s3_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[GatewayStack]:
-    async with gateway_stack(
-        dev_server,
-        tmp_path_factory.mktemp("gateway-s3") / "var",
-        evidence="s3",
-        s3_endpoint_url=moto_s3_url,
-        s3_bucket=unique_bucket(),
-        evidence_retention_days=1,
-    ) as stack:
+    var_dir = tmp_path_factory.mktemp("gateway-s3") / "var"
+    async with gateway_stack(dev_server, var_dir, **s3_settings(moto_s3_url)) as stack:
         yield stack
+
+
+def s3_settings(moto_s3_url: str) -> dict[str, Any]:
+    """`SIGNGATE_EVIDENCE=s3` on moto's server, in a bucket of its own."""
+    return {
+        "evidence": "s3",
+        "s3_endpoint_url": moto_s3_url,
+        "s3_bucket": unique_bucket(),
+        "evidence_retention_days": 1,
+    }
 
 
 async def direct_upload(

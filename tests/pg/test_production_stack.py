@@ -21,8 +21,7 @@ from signgate.models import Stage
 from signgate.signer import KeyRing
 from tests.conftest import RunningDevServer
 from tests.gateway.conftest import gateway_stack
-from tests.gateway.test_direct_uploads import direct_upload, submit
-from tests.moto_s3 import unique_bucket
+from tests.gateway.test_direct_uploads import direct_upload, s3_settings, submit
 from tests.support import CAPTURE_KINDS, jpeg_bytes
 
 
@@ -35,10 +34,7 @@ async def test_s3_and_postgres_unlock_then_erasure_keeps_the_proof(
     async with gateway_stack(
         dev_server,
         tmp_path_factory.mktemp("production") / "var",
-        evidence="s3",
-        s3_endpoint_url=moto_s3_url,
-        s3_bucket=unique_bucket(),
-        evidence_retention_days=1,
+        **s3_settings(moto_s3_url),
         ledger="postgres",
         ledger_schema=pg_schema,
     ) as gw:
