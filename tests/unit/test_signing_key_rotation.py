@@ -30,6 +30,8 @@ from signgate.signer import (
 from signgate.verification import verify_attestation_with_ledger
 from tests.support import attestation_claims, unb64url
 
+# Issue time of every attestation here; verified `now=NOW`, so a slow suite (this module
+# imported long before it runs) cannot expire them.
 NOW = int(time.time())
 
 
@@ -89,7 +91,7 @@ async def test_after_rotation_new_entries_carry_the_new_kid_and_old_ones_still_v
     report = ledger.verify(ring)
     assert report.ok and report.entries_checked == 2
     for token in (old_token, new_token):
-        verify_attestation_with_ledger(token, ring, ledger)
+        verify_attestation_with_ledger(token, ring, ledger, now=NOW)
 
     listed = signgate_cli(settings, "signing-key", "list")["keys"]
     assert {(k["key_id"], k["state"]) for k in listed} == {
@@ -130,12 +132,12 @@ def test_an_attestation_verifies_from_the_jwks_alone(tmp_path: Path) -> None:
         )
         assert "d" not in jwk
     ring = keyring_from_jwks(document)
-    assert verify_attestation(old_token, ring) == _claims()
-    assert verify_attestation(new_token, ring) == _claims()
+    assert verify_attestation(old_token, ring, now=NOW) == _claims()
+    assert verify_attestation(new_token, ring, now=NOW) == _claims()
 
     only_new = keyring_from_jwks({"keys": [k for k in document["keys"] if k["kid"] == new.key_id]})
     with pytest.raises(AttestationInvalid) as err:
-        verify_attestation(old_token, only_new)
+        verify_attestation(old_token, only_new, now=NOW)
     assert err.value.reason == "attestation_unknown_key"
 
 
