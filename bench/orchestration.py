@@ -45,8 +45,7 @@ async def measure(n: int, concurrency: int, worker_counts: list[int]) -> Result:
                     assert first["stage"] == "accepted", first
                     handle = client.get_workflow_handle(f"onboarding-{warm.request.session_id}")
                     shape = Path(tmp) / "shape.json"
-                    codec = client.data_converter.payload_codec
-                    shape.write_text(json.dumps(await record_shape(handle, codec)))
+                    shape.write_text(json.dumps(await record_shape(handle, client)))
                     while len(twins) < workers:
                         twins.append(stack.spawn(
                             f"twin-{len(twins)}",

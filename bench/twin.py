@@ -32,7 +32,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import RetryPolicy
-from temporalio.converter import PayloadCodec
+from temporalio.converter import DataConverter
 from temporalio.worker import Worker
 
 with workflow.unsafe.imports_passed_through():
@@ -44,16 +44,17 @@ RETRY = RetryPolicy(maximum_attempts=4)
 
 
 async def record_shape(
-    handle: WorkflowHandle[Any, Any], codec: PayloadCodec | None
+    handle: WorkflowHandle[Any, Any], source: Client | DataConverter
 ) -> dict[str, Any]:
     """The activities of one finished session, with their payloads, in scheduling order.
 
-    History payloads are encrypted by the deployment's codec: decoded before reading."""
+    History payloads are encrypted by the deployment's codec: read through `source`, the
+    stack's client (or its converter), as plain JSON values."""
+
+    from workers.client import decode_payloads  # here, not in the sandboxed twin's module
 
     async def plain(payload: Payload) -> Any:
-        if codec is not None:
-            payload = (await codec.decode([payload]))[0]
-        return json.loads(payload.data)
+        return await decode_payloads(source, [payload])
 
     scheduled: dict[int, dict[str, Any]] = {}
     activities: list[dict[str, Any]] = []

@@ -15,14 +15,18 @@ from signgate.errors import SigngateError
 from signgate.settings import get_settings
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from signgate.erasure import Erasure
+    from signgate.models import LedgerReceipt
+
+    Operation = Callable[[str, str, str], LedgerReceipt]  # (session_id, by, reason)
 
 console = Console()
 err_console = Console(stderr=True)
 
 By = Annotated[str | None, typer.Option("--by", help="Who asks (default: the OS user)")]
 Reason = Annotated[str, typer.Option("--reason", help="Why (recorded in the ledger)")]
-HoldReason = Annotated[str, typer.Option("--reason", help="Why (recorded in the ledger)")]
 Session = Annotated[str, typer.Argument(help="The session id")]
 
 
@@ -42,33 +46,32 @@ def _fail(err: SigngateError) -> NoReturn:
     raise typer.Exit(code=2)
 
 
-def erase(session_id: Session, reason: Reason, by: By = None) -> None:
-    """Destroy SESSION's data key: its media become unreadable; hashes and ledger stay."""
+def _act(
+    operation: Callable[[Erasure], Operation], session_id: str, reason: str, by: str | None
+) -> LedgerReceipt:
+    """Run one ledgered act (`operation` picks it) as `by`, else the OS user; refusals exit 2."""
     erasure = _erasure()
     try:
-        receipt = erasure.erase(session_id, by or getpass.getuser(), reason)
+        return operation(erasure)(session_id, by or getpass.getuser(), reason)
     except SigngateError as err:
         _fail(err)
+
+
+def erase(session_id: Session, reason: Reason, by: By = None) -> None:
+    """Destroy SESSION's data key: its media become unreadable; hashes and ledger stay."""
+    receipt = _act(lambda erasure: erasure.erase, session_id, reason, by)
     console.print(f"erased {session_id}: ledger seq {receipt.seq} ({receipt.entry_type})")
 
 
-def hold(session_id: Session, reason: HoldReason = "legal hold", by: By = None) -> None:
+def hold(session_id: Session, reason: Reason = "legal hold", by: By = None) -> None:
     """Put SESSION on legal hold: erasure (by hand or by retention) is refused until release."""
-    erasure = _erasure()
-    try:
-        receipt = erasure.hold(session_id, by or getpass.getuser(), reason)
-    except SigngateError as err:
-        _fail(err)
+    receipt = _act(lambda erasure: erasure.hold, session_id, reason, by)
     console.print(f"held {session_id}: ledger seq {receipt.seq}")
 
 
-def release(session_id: Session, reason: HoldReason = "legal hold lifted", by: By = None) -> None:
+def release(session_id: Session, reason: Reason = "legal hold lifted", by: By = None) -> None:
     """Lift SESSION's legal hold."""
-    erasure = _erasure()
-    try:
-        receipt = erasure.release(session_id, by or getpass.getuser(), reason)
-    except SigngateError as err:
-        _fail(err)
+    receipt = _act(lambda erasure: erasure.release, session_id, reason, by)
     console.print(f"released {session_id}: ledger seq {receipt.seq}")
 
 

@@ -23,6 +23,7 @@ from gateway.routes_sessions import SessionId
 from gateway.state import Gateway, bind_session, gateway_of
 from signgate.api_keys import Caller
 from signgate.models import OnboardingRequest, ReviewInput, ReviewOutcome
+from workers.client import decode_payloads
 
 router = APIRouter(prefix="/v1", tags=["reviews"])
 
@@ -84,8 +85,10 @@ async def _applicant_of(gateway: Gateway, session_id: str) -> str:
     try:
         async for event in handle.fetch_history_events(page_size=1):
             payloads = event.workflow_execution_started_event_attributes.input.payloads
-            [request] = await client.data_converter.decode(payloads[:1], [OnboardingRequest])
-            return str(request.subject_ref)
+            request = await decode_payloads(client, payloads[:1], OnboardingRequest)
+            if isinstance(request, OnboardingRequest):
+                return str(request.subject_ref)
+            break
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:
             raise Refusal(503, "temporal_unavailable", "the workflow service failed") from err

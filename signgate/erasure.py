@@ -14,10 +14,11 @@ entry is idempotent). The other order could destroy media with no record of why.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Literal
 
 from signgate.envelope import DataKeys, valid_session_id
 from signgate.errors import BadInput
+from signgate.ledger import Ledger, receipt_of
 from signgate.models import LedgerEntry, LedgerReceipt
 
 ENTRY_ERASED = "evidence_erased"
@@ -34,18 +35,6 @@ class SessionOnHold(BadInput):
 class SessionNotOnHold(BadInput):
     reason = "session_not_on_hold"
     http_status = 409
-
-
-class Ledger(Protocol):
-    """The part of the ledger erasure needs (SQLite today; any backend with `append`)."""
-
-    def append(
-        self, session_id: str, entry_type: str, idempotency_key: str, body: dict[str, Any]
-    ) -> LedgerReceipt: ...
-
-    def receipt_for(self, idempotency_key: str) -> LedgerReceipt | None: ...
-
-    def entries(self, session_id: str | None = None) -> list[LedgerEntry]: ...
 
 
 def _require_text(name: str, value: str) -> str:
@@ -67,7 +56,7 @@ class Erasure:
         """Put a session on legal hold (a no-op returning the current hold if it is held)."""
         events = self._holds(valid_session_id(session_id))
         if len(events) % 2 == 1:
-            return _receipt(events[-1])
+            return receipt_of(events[-1])
         body = {"by": _require_text("by", by), "reason": _require_text("reason", reason)}
         key = f"{session_id}:{ENTRY_HOLD}:{len(events) // 2 + 1}"
         return self.ledger.append(session_id, ENTRY_HOLD, key, body)
@@ -110,9 +99,3 @@ class Erasure:
             for e in self.ledger.entries(session_id)
             if e.entry_type in (ENTRY_HOLD, ENTRY_RELEASE)
         ]
-
-
-def _receipt(entry: LedgerEntry) -> LedgerReceipt:
-    return LedgerReceipt(
-        seq=entry.seq, entry_type=entry.entry_type, entry_hash=entry.entry_hash, key_id=entry.key_id
-    )

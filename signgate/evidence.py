@@ -275,9 +275,7 @@ class LocalEvidenceStore:
         first one's id back. The claim file is created atomically with its content, so
         exactly one session ever wins, across threads and processes.
         """
-        digest = _valid_sha256(sha256)
-        if not session_id:
-            raise BadInput("session_id must not be empty", reason="bad_input")
+        digest = valid_claim(sha256, session_id)
         path = self._claims / digest[:2] / digest
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
@@ -303,35 +301,43 @@ def _valid_sha256(value: str) -> str:
     return value.lower()
 
 
-class _Upload:
-    """One upload in progress: a temp file under `tmp/`, hashed and counted as written."""
+def valid_claim(sha256: str, session_id: str) -> str:
+    """The lowercased digest a claim is filed under; `BadInput` for a bad hash or session."""
+    digest = _valid_sha256(sha256)
+    if not session_id:
+        raise BadInput("session_id must not be empty", reason="bad_input")
+    return digest
+
+
+class HashedUpload:
+    """What an upload does in every store: each plaintext chunk is counted against the
+    limit, hashed, and written (encrypted under the session's key, for a session object)
+    to the store's temp file; the body is refused unless it hashes as promised.
+
+    A store's subclass opens that file (`_start`) and places the finished object its own
+    way, so the limit and the hash check are one piece of code for every backend.
+    """
+
+    _file: BinaryIO
+    _encryptor: FrameEncryptor | None
 
     def __init__(
-        self,
-        store: LocalEvidenceStore,
-        kind: ArtifactKind,
-        expected_sha256: str,
-        max_bytes: int,
-        session_id: str | None,
+        self, kind: ArtifactKind, expected_sha256: str, max_bytes: int, session_id: str | None
     ) -> None:
         self._expected = _valid_sha256(expected_sha256)
         if max_bytes < 0:
             raise BadInput("max_bytes must be >= 0", reason="bad_input")
-        self._store = store
         self._kind = kind
         self._max_bytes = max_bytes
-        self._session_id = session_id
         # The key names the promised hash; commit refuses the object unless it matches.
         self._object_key = object_key_for(self._expected, session_id)
         self._digest = hashlib.sha256()
         self._size = 0
-        key = store._require_keys().key_for(session_id) if session_id is not None else None
-        fd, name = tempfile.mkstemp(dir=store.root / "tmp", prefix=f"{kind.value}.")
-        self._tmp = Path(name)
-        self._file = os.fdopen(fd, "wb")
-        self._encryptor = (
-            FrameEncryptor(key, self._object_key, self._file) if key is not None else None
-        )
+
+    def _start(self, file: BinaryIO, key: bytes | None) -> None:
+        """Write to `file`: through an encryptor with `key`, in plaintext without one."""
+        self._file = file
+        self._encryptor = FrameEncryptor(key, self._object_key, file) if key is not None else None
 
     def write(self, chunk: bytes) -> None:
         self._size += len(chunk)
@@ -343,6 +349,42 @@ class _Upload:
         else:
             self._file.write(chunk)
 
+    def _check_hash(self) -> None:
+        actual = self._digest.hexdigest()
+        if actual != self._expected:
+            raise EvidenceHashMismatch(
+                f"{self._kind.value} hashes to {actual}, not the declared {self._expected}"
+            )
+
+    def ref(self, content_type: str) -> ArtifactRef:
+        """The stored object's ref; only called once `commit` has accepted the hash."""
+        return ArtifactRef(
+            kind=self._kind,
+            sha256=self._expected,
+            size_bytes=self._size,
+            content_type=content_type,
+            object_key=self._object_key,
+        )
+
+
+class _Upload(HashedUpload):
+    """One upload in progress: a temp file under `tmp/`, hashed and counted as written."""
+
+    def __init__(
+        self,
+        store: LocalEvidenceStore,
+        kind: ArtifactKind,
+        expected_sha256: str,
+        max_bytes: int,
+        session_id: str | None,
+    ) -> None:
+        super().__init__(kind, expected_sha256, max_bytes, session_id)
+        self._store = store
+        key = store._require_keys().key_for(session_id) if session_id is not None else None
+        fd, name = tempfile.mkstemp(dir=store.root / "tmp", prefix=f"{kind.value}.")
+        self._tmp = Path(name)
+        self._start(os.fdopen(fd, "wb"), key)
+
     def commit(self) -> None:
         """Make the bytes durable, check the promised hash, then place the object."""
         if self._encryptor is not None:
@@ -350,24 +392,10 @@ class _Upload:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
-        actual = self._digest.hexdigest()
-        if actual != self._expected:
-            raise EvidenceHashMismatch(
-                f"{self._kind.value} hashes to {actual}, not the declared {self._expected}"
-            )
+        self._check_hash()
         self._store._place(self._tmp, self._object_key)
 
     def discard(self) -> None:
         """Always called: the temp file goes, whether the object was placed or refused."""
         self._file.close()
         self._tmp.unlink(missing_ok=True)
-
-    def ref(self, content_type: str) -> ArtifactRef:
-        sha256 = self._digest.hexdigest()
-        return ArtifactRef(
-            kind=self._kind,
-            sha256=sha256,
-            size_bytes=self._size,
-            content_type=content_type,
-            object_key=object_key_for(sha256, self._session_id),
-        )

@@ -31,18 +31,19 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError, FlexibleChecksumError
 
-from signgate.envelope import DataKeys, FrameEncryptor
+from signgate.envelope import DataKeys
 from signgate.errors import BadInput, Fault
 from signgate.evidence import (
     READ_CHUNK_BYTES,
     SPOOL_BYTES,
     EvidenceHashMismatch,
     EvidenceMissing,
-    EvidenceTooLarge,
+    HashedUpload,
     _valid_sha256,
     decrypt_to_spool,
     object_key_for,
     parse_object_key,
+    valid_claim,
     verify_stream,
 )
 from signgate.models import ArtifactKind, ArtifactRef, Frozen
@@ -189,7 +190,7 @@ class S3EvidenceStore:
     def _upload(
         self, kind: ArtifactKind, expected: str, max_bytes: int, session_id: str | None
     ) -> Iterator[_S3Upload]:
-        upload = _S3Upload(self, kind, _valid_sha256(expected), max_bytes, session_id)
+        upload = _S3Upload(self, kind, expected, max_bytes, session_id)
         try:
             yield upload
         finally:
@@ -327,9 +328,7 @@ class S3EvidenceStore:
 
     def claim(self, sha256: str, session_id: str) -> str:
         """First claimant of a content hash wins, by a create-only PUT under Object Lock."""
-        digest = _valid_sha256(sha256)
-        if not session_id:
-            raise BadInput("session_id must not be empty", reason="bad_input")
+        digest = valid_claim(sha256, session_id)
         key = f"claims/{digest}"
         with tempfile.TemporaryFile() as body:
             body.write(session_id.encode("utf-8"))
@@ -339,7 +338,7 @@ class S3EvidenceStore:
         return bytes(owner).decode("utf-8")
 
 
-class _S3Upload:
+class _S3Upload(HashedUpload):
     """One upload being spooled to a temp file (ciphertext for a session) while hashed."""
 
     def __init__(
@@ -350,49 +349,17 @@ class _S3Upload:
         max_bytes: int,
         session_id: str | None,
     ) -> None:
-        if max_bytes < 0:
-            raise BadInput("max_bytes must be >= 0", reason="bad_input")
-        self._store, self._kind, self._expected = store, kind, expected
-        self._max_bytes, self._session_id = max_bytes, session_id
-        self._key = object_key_for(expected, session_id)
-        self._digest = hashlib.sha256()
-        self._size = 0
-        self._file = cast(BinaryIO, tempfile.TemporaryFile(prefix=f"{kind.value}."))
-        self._encryptor = (
-            FrameEncryptor(store.data_keys.key_for(session_id), self._key, self._file)
-            if session_id is not None
-            else None
-        )
-
-    def write(self, chunk: bytes) -> None:
-        self._size += len(chunk)
-        if self._size > self._max_bytes:
-            raise EvidenceTooLarge(f"{self._kind.value} is larger than {self._max_bytes} bytes")
-        self._digest.update(chunk)
-        if self._encryptor is not None:
-            self._encryptor.write(chunk)
-        else:
-            self._file.write(chunk)
+        super().__init__(kind, expected, max_bytes, session_id)
+        self._store = store
+        key = store.data_keys.key_for(session_id) if session_id is not None else None
+        self._start(cast(BinaryIO, tempfile.TemporaryFile(prefix=f"{kind.value}.")), key)
 
     def commit(self) -> None:
-        actual = self._digest.hexdigest()
-        if actual != self._expected:
-            raise EvidenceHashMismatch(
-                f"{self._kind.value} hashes to {actual}, not the declared {self._expected}"
-            )
+        self._check_hash()
         if self._encryptor is not None:
             self._encryptor.finish()
         self._file.seek(0)
-        self._store._put_once(self._key, self._file)
+        self._store._put_once(self._object_key, self._file)
 
     def close(self) -> None:
         self._file.close()
-
-    def ref(self, content_type: str) -> ArtifactRef:
-        return ArtifactRef(
-            kind=self._kind,
-            sha256=self._expected,
-            size_bytes=self._size,
-            content_type=content_type,
-            object_key=self._key,
-        )

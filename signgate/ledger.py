@@ -21,8 +21,9 @@ threads and processes; WAL lets readers run meanwhile, `synchronous=FULL` makes 
 durable before it is returned, and waits for the lock give up after 10 s.
 
 Backends: this module holds the contract every backend shares (`Ledger`, entry bytes, the
-append step under the head lock, verification of a row stream) and the SQLite backend;
-`signgate.ledger_postgres` is the PostgreSQL one. `open_ledger` picks one from settings.
+append step under the head lock, the reads in `LedgerReader`, verification of a row stream)
+and the SQLite backend; `signgate.ledger_postgres` is the PostgreSQL one. `open_ledger`
+picks one from settings.
 Every `checkpoint_every` entries, or on the first append once the latest checkpoint is
 older than `checkpoint_interval_s` seconds, the appender also writes a signed tree head
 over all entry hashes so far (`signgate.checkpoints`), so one entry can later be proven
@@ -37,7 +38,7 @@ import binascii
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import closing, contextmanager
+from contextlib import AbstractContextManager, closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -232,6 +233,11 @@ def validate_append(
     return canonical_json(body).decode("utf-8")
 
 
+def portable_sql(sql: str, table: str, placeholder: str) -> str:
+    """`sql` written with `{t}` for the table and `?` for parameters, in a backend's spelling."""
+    return sql.replace("{t}", table).replace("?", placeholder)
+
+
 class HeadTx:
     """One write transaction that holds the backend's head lock, in portable SQL.
 
@@ -245,7 +251,7 @@ class HeadTx:
         self._ph = placeholder
 
     def _sql(self, sql: str) -> str:
-        return sql.replace("{t}", self._table).replace("?", self._ph)
+        return portable_sql(sql, self._table, self._ph)
 
     def by_key(self, idempotency_key: str) -> tuple[Any, ...] | None:
         row: tuple[Any, ...] | None = self._conn.execute(
@@ -411,7 +417,66 @@ def _insert_at_head(
     return LedgerReceipt(seq=seq, entry_type=entry_type, entry_hash=digest, key_id=signer.key_id)
 
 
-class SqliteLedger:
+class LedgerReader:
+    """The read side every backend shares, in portable SQL (as `HeadTx` is for appends).
+
+    A backend passes its table name and placeholder and supplies `_connect`: a context
+    manager giving one connection (with `execute(sql, params)`) that is closed on exit.
+    """
+
+    def __init__(self, table: str, placeholder: str) -> None:
+        self._table = table
+        self._ph = placeholder
+
+    def get(self, seq: int) -> LedgerEntry | None:
+        return self._one(f"SELECT {_COLUMNS} FROM {{t}} WHERE seq = ?", (seq,))
+
+    def find_by_hash(self, entry_hash: str) -> LedgerEntry | None:
+        return self._one(
+            f"SELECT {_COLUMNS} FROM {{t}} WHERE entry_hash = ? ORDER BY seq LIMIT 1",
+            (entry_hash,),
+        )
+
+    def receipt_for(self, idempotency_key: str) -> LedgerReceipt | None:
+        entry = self._one(
+            f"SELECT {_COLUMNS} FROM {{t}} WHERE idempotency_key = ?", (idempotency_key,)
+        )
+        return receipt_of(entry) if entry else None
+
+    def head(self) -> LedgerReceipt | None:
+        entry = self._one(f"SELECT {_COLUMNS} FROM {{t}} ORDER BY seq DESC LIMIT 1", ())
+        return receipt_of(entry) if entry else None
+
+    def entries(self, session_id: str | None = None) -> list[LedgerEntry]:
+        """All entries in chain order, or one session's (checkpoints: `CHECKPOINT_SESSION`)."""
+        with self._connect() as conn:
+            if session_id is None:
+                rows = conn.execute(self._sql(f"SELECT {_COLUMNS} FROM {{t}} ORDER BY seq"))
+            else:
+                rows = conn.execute(
+                    self._sql(f"SELECT {_COLUMNS} FROM {{t}} WHERE session_id = ? ORDER BY seq"),
+                    (session_id,),
+                )
+            return [row_entry(row) for row in rows.fetchall()]
+
+    def entry_hashes(self, tree_size: int) -> list[str]:
+        """Hashes of entries 1..tree_size in order: the leaves of a checkpoint's tree."""
+        with self._connect() as conn:
+            return HeadTx(conn, self._table, self._ph).entry_hashes(tree_size)
+
+    def _connect(self) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def _sql(self, sql: str) -> str:
+        return portable_sql(sql, self._table, self._ph)
+
+    def _one(self, sql: str, params: tuple[Any, ...]) -> LedgerEntry | None:
+        with self._connect() as conn:
+            row = conn.execute(self._sql(sql), params).fetchone()
+        return row_entry(row) if row is not None else None
+
+
+class SqliteLedger(LedgerReader):
     """Append-only audit ledger in one SQLite file; `signer=None` opens it read/verify-only.
 
     A read-only ledger never creates the file or the schema, so pointing a verifier at a
@@ -429,6 +494,7 @@ class SqliteLedger:
         checkpoint_interval_s: float = 0,
         clock: Clock = utc_now,
     ) -> None:
+        super().__init__("ledger_entries", "?")
         self._path = path
         self._signer = signer
         self._checkpoint_every = checkpoint_every
@@ -490,45 +556,6 @@ class SqliteLedger:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
 
-    # ------------------------------------------------------------------ reading
-
-    def get(self, seq: int) -> LedgerEntry | None:
-        return self._one(f"SELECT {_COLUMNS} FROM ledger_entries WHERE seq = ?", (seq,))
-
-    def find_by_hash(self, entry_hash: str) -> LedgerEntry | None:
-        return self._one(
-            f"SELECT {_COLUMNS} FROM ledger_entries WHERE entry_hash = ? ORDER BY seq LIMIT 1",
-            (entry_hash,),
-        )
-
-    def receipt_for(self, idempotency_key: str) -> LedgerReceipt | None:
-        entry = self._one(
-            f"SELECT {_COLUMNS} FROM ledger_entries WHERE idempotency_key = ?",
-            (idempotency_key,),
-        )
-        return receipt_of(entry) if entry else None
-
-    def head(self) -> LedgerReceipt | None:
-        entry = self._one(f"SELECT {_COLUMNS} FROM ledger_entries ORDER BY seq DESC LIMIT 1", ())
-        return receipt_of(entry) if entry else None
-
-    def entries(self, session_id: str | None = None) -> list[LedgerEntry]:
-        """All entries in chain order, or one session's (checkpoints: `CHECKPOINT_SESSION`)."""
-        with self._connect() as conn:
-            if session_id is None:
-                rows = conn.execute(f"SELECT {_COLUMNS} FROM ledger_entries ORDER BY seq")
-            else:
-                rows = conn.execute(
-                    f"SELECT {_COLUMNS} FROM ledger_entries WHERE session_id = ? ORDER BY seq",
-                    (session_id,),
-                )
-            return [row_entry(row) for row in rows]
-
-    def entry_hashes(self, tree_size: int) -> list[str]:
-        """Hashes of entries 1..tree_size in order: the leaves of a checkpoint's tree."""
-        with self._connect() as conn:
-            return HeadTx(conn, "ledger_entries", "?").entry_hashes(tree_size)
-
     # ------------------------------------------------------------------ verifying
 
     def verify(self, keyring: KeyRing) -> LedgerVerifyReport:
@@ -586,11 +613,6 @@ class SqliteLedger:
             finally:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-
-    def _one(self, sql: str, params: tuple[Any, ...]) -> LedgerEntry | None:
-        with self._connect() as conn:
-            row = conn.execute(sql, params).fetchone()
-        return row_entry(row) if row is not None else None
 
 
 def row_entry(row: tuple[Any, ...]) -> LedgerEntry:

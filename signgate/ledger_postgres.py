@@ -39,17 +39,16 @@ from signgate.ledger import (
     Clock,
     HeadTx,
     LedgerMissing,
+    LedgerReader,
     LedgerReadOnly,
     LedgerVerifyReport,
     append_at_head,
     checkpoint_at_head,
-    receipt_of,
-    row_entry,
     utc_now,
     validate_append,
     verify_rows,
 )
-from signgate.models import LedgerEntry, LedgerReceipt
+from signgate.models import LedgerReceipt
 from signgate.signer import KeyRing, Signer
 
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -127,7 +126,7 @@ def grant_append_only(conn: psycopg.Connection[Any], schema: str, role: str) -> 
     conn.execute(f"GRANT SELECT, INSERT ON {t} TO {role}")
 
 
-class PostgresLedger:
+class PostgresLedger(LedgerReader):
     """Append-only audit ledger in `schema.ledger_entries`; `signer=None` is read-only.
 
     A writer creates the schema when the table is missing (under the same advisory lock,
@@ -147,9 +146,9 @@ class PostgresLedger:
     ) -> None:
         if not _SCHEMA_NAME.fullmatch(schema):
             raise BadInput(f"invalid ledger schema name {schema!r}", reason="bad_input")
+        super().__init__(f"{schema}.ledger_entries", "%s")
         self._dsn = dsn
         self._schema = schema
-        self._table = f"{schema}.ledger_entries"
         self._signer = signer
         self._checkpoint_every = checkpoint_every
         self._checkpoint_interval_s = checkpoint_interval_s
@@ -202,44 +201,7 @@ class PostgresLedger:
     def _head_tx(self) -> Iterator[HeadTx]:
         with self._connect() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
-            yield HeadTx(conn, self._table, "%s")
-
-    # ------------------------------------------------------------------ reading
-
-    def get(self, seq: int) -> LedgerEntry | None:
-        return self._one(f"SELECT {_COLUMNS} FROM {self._table} WHERE seq = %s", (seq,))
-
-    def find_by_hash(self, entry_hash: str) -> LedgerEntry | None:
-        return self._one(
-            f"SELECT {_COLUMNS} FROM {self._table} WHERE entry_hash = %s ORDER BY seq LIMIT 1",
-            (entry_hash,),
-        )
-
-    def receipt_for(self, idempotency_key: str) -> LedgerReceipt | None:
-        entry = self._one(
-            f"SELECT {_COLUMNS} FROM {self._table} WHERE idempotency_key = %s",
-            (idempotency_key,),
-        )
-        return receipt_of(entry) if entry else None
-
-    def head(self) -> LedgerReceipt | None:
-        entry = self._one(f"SELECT {_COLUMNS} FROM {self._table} ORDER BY seq DESC LIMIT 1", ())
-        return receipt_of(entry) if entry else None
-
-    def entries(self, session_id: str | None = None) -> list[LedgerEntry]:
-        with self._connect() as conn:
-            if session_id is None:
-                rows = conn.execute(f"SELECT {_COLUMNS} FROM {self._table} ORDER BY seq")
-            else:
-                rows = conn.execute(
-                    f"SELECT {_COLUMNS} FROM {self._table} WHERE session_id = %s ORDER BY seq",
-                    (session_id,),
-                )
-            return [row_entry(row) for row in rows.fetchall()]
-
-    def entry_hashes(self, tree_size: int) -> list[str]:
-        with self._connect() as conn:
-            return HeadTx(conn, self._table, "%s").entry_hashes(tree_size)
+            yield HeadTx(conn, self._table, self._ph)
 
     # ------------------------------------------------------------------ verifying
 
@@ -294,8 +256,3 @@ class PostgresLedger:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
             for statement in _ddl(self._schema):
                 conn.execute(statement)
-
-    def _one(self, sql: str, params: tuple[Any, ...]) -> LedgerEntry | None:
-        with self._connect() as conn:
-            row = conn.execute(sql, params).fetchone()
-        return row_entry(row) if row is not None else None

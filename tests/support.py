@@ -19,10 +19,13 @@ from temporalio.api.common.v1 import Payload
 
 from signgate.evidence import LocalEvidenceStore
 from signgate.models import (
+    Action,
     ArtifactKind,
+    AttestationClaims,
     CaptureMetadata,
     EvidenceSubmission,
     OnboardingRequest,
+    RiskTier,
     SessionTimeouts,
 )
 from signgate.payload_codec import AesGcmPayloadCodec, PayloadKeys
@@ -154,3 +157,36 @@ async def record_history(handle: Any, name: str) -> None:
         decrypt_payloads(event)
     HISTORIES_DIR.mkdir(exist_ok=True)
     (HISTORIES_DIR / f"{name}.json").write_text(history.to_json())
+
+
+def b64url(data: bytes) -> str:
+    """Unpadded base64url, as JWS and JWK spell bytes."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def unb64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def attestation_claims(now: int, **changes: Any) -> AttestationClaims:
+    """Well-formed claims of an accept decision issued at `now`, valid for 900 s.
+
+    `changes` replace fields (a session id, the ledger entry the claims name).
+    """
+    fields: dict[str, Any] = {
+        "sub": "user-42",
+        "sid": "session-0001",
+        "intent": "sign:nda",
+        "decision": Action.accept,
+        "tier": RiskTier.green,
+        "ledger_seq": 1,
+        "ledger_entry_hash": "a" * 64,
+        "evidence_merkle_root": "b" * 64,
+        "policy_id": "default",
+        "policy_version": "1",
+        "policy_sha256": "c" * 64,
+        "iat": now,
+        "exp": now + 900,
+        "jti": "session-0001:aaaa",
+    }
+    return AttestationClaims(**{**fields, **changes})

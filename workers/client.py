@@ -21,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
+from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.client import Client, Interceptor
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -44,6 +46,25 @@ def data_converter(codec: PayloadCodec | None) -> DataConverter:
     """The pydantic converter with our payload codec (`None`: no encryption, for a reader
     that must see what the server stores)."""
     return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
+
+
+async def decode_payloads(
+    source: Client | DataConverter,
+    payloads: Payloads | Sequence[Payload],
+    type_hint: type | None = None,
+) -> Any:
+    """The first value `payloads` hold, as `type_hint` (None: plain JSON values), or None
+    when they hold none (an input or result that was nothing).
+
+    History payloads are stored as the codec wrote them (encrypted), so they are read
+    through a converter that carries it: a client's own, or `data_converter(codec)`. The
+    one way every history reader (ops show, deliveries, the console, the bench twin) does it.
+    """
+    converter = source.data_converter if isinstance(source, Client) else source
+    items = list(payloads.payloads) if isinstance(payloads, Payloads) else list(payloads)
+    if not items:
+        return None
+    return (await converter.decode(items, None if type_hint is None else [type_hint]))[0]
 
 
 async def connect_client(

@@ -8,15 +8,13 @@ the pending activity carries its attempt count and last failure.
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel
-from temporalio.api.common.v1 import Payloads
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from signgate.models import AppEventDelivery, DeliveryOutcome
+from workers.client import decode_payloads
 from workflows.app_events import WORKFLOW_TYPE
 
 
@@ -28,13 +26,6 @@ class DeliveryRow(BaseModel):
     attempts: int
     status_code: int | None = None
     last_failure: str | None = None
-
-
-async def _decode(client: Client, payloads: Payloads, kind: type) -> Any:
-    """Through the client's converter: history payloads are encrypted by its codec."""
-    if not payloads.payloads:
-        return None
-    return (await client.data_converter.decode(payloads.payloads, [kind]))[0]
 
 
 async def app_deliveries(client: Client, onboarding_workflow_id: str) -> list[DeliveryRow]:
@@ -74,7 +65,7 @@ async def _delivery(client: Client, workflow_id: str) -> DeliveryRow:
     for event in history.events:
         if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
             attrs = event.workflow_execution_started_event_attributes
-            delivery = await _decode(client, attrs.input, AppEventDelivery)
+            delivery = await decode_payloads(client, attrs.input, AppEventDelivery)
         elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
             attempts = event.activity_task_started_event_attributes.attempt
             failure = event.activity_task_started_event_attributes.last_failure
@@ -83,7 +74,7 @@ async def _delivery(client: Client, workflow_id: str) -> DeliveryRow:
             last_failure = event.activity_task_failed_event_attributes.failure.message
         elif event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
             result = event.workflow_execution_completed_event_attributes.result
-            outcome = await _decode(client, result, DeliveryOutcome)
+            outcome = await decode_payloads(client, result, DeliveryOutcome)
     state = (description.status or WorkflowExecutionStatus.RUNNING).name.lower()
     for pending in description.raw_description.pending_activities:
         attempts = max(attempts, pending.attempt)

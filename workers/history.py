@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,8 +19,7 @@ from pydantic import BaseModel
 from temporalio.api.common.v1 import Payloads
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecution, WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import PayloadCodec
+from temporalio.converter import DataConverter, PayloadCodec
 from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Replayer
@@ -38,8 +36,8 @@ from signgate.models import (
     Stage,
     TimelineEvent,
 )
-from signgate.payload_codec import AesGcmPayloadCodec
 from signgate.settings import get_settings
+from workers.client import data_converter, decode_payloads
 from workflows.onboarding import OnboardingWorkflow
 from workflows.search_attributes import ONBOARDING_STATUS, POLICY_VERSION, RISK_TIER, TENANT_ID
 
@@ -145,22 +143,19 @@ _CLOSING = {
 }
 
 
-def _decode(
-    payloads: Payloads, types: list[type], codec: AesGcmPayloadCodec | None
-) -> list[Any] | None:
+async def _decoded(converter: DataConverter, payloads: Payloads, kind: type) -> Any:
     try:
-        items = list(payloads.payloads)
-        if codec is not None:
-            items = [codec.decrypt(p) for p in items]
-        return pydantic_data_converter.payload_converter.from_payloads(items, types)
+        return await decode_payloads(converter, payloads, kind)
     except Exception:  # noqa: BLE001 - an undecodable payload is shown as absent
         return None
 
 
-def history_facts(
-    history: WorkflowHistory, codec: AesGcmPayloadCodec | None = None
+async def history_facts(
+    history: WorkflowHistory, converter: DataConverter | None = None
 ) -> HistoryFacts:
-    """`codec` decrypts encrypted payloads (without it they show as absent)."""
+    """`converter` (a client's, with its codec) decrypts encrypted payloads; without one
+    they show as absent."""
+    converter = converter or data_converter(None)
     facts = HistoryFacts(events=len(history.events))
     updates: dict[str, UpdateSeen] = {}
     for event in history.events:
@@ -174,11 +169,15 @@ def history_facts(
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
             request = event.workflow_execution_update_accepted_event_attributes.accepted_request
             seen = UpdateSeen(name=request.input.name, at=at, update_id=request.meta.update_id)
-            args = _decode(request.input.args, [ReviewInput], codec) if request.input.name else None
-            if args and isinstance(args[0], ReviewInput):
-                seen.reviewer_id = args[0].reviewer_id
-                seen.role = args[0].role.value
-                seen.approve = args[0].approve
+            review = (
+                await _decoded(converter, request.input.args, ReviewInput)
+                if request.input.name
+                else None
+            )
+            if isinstance(review, ReviewInput):
+                seen.reviewer_id = review.reviewer_id
+                seen.role = review.role.value
+                seen.approve = review.approve
             updates[seen.update_id] = seen
             facts.updates.append(seen)
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED:
@@ -189,16 +188,16 @@ def history_facts(
             fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes
             payload = fields.indexed_fields.get(ONBOARDING_STATUS.name)
             if payload is not None:
-                stage = _decode(Payloads(payloads=[payload]), [str], codec)
-                if stage and stage[0] in Stage.__members__:
-                    facts.stages.append(TimelineEvent(at=at, stage=Stage(stage[0])))
+                stage = await _decoded(converter, Payloads(payloads=[payload]), str)
+                if isinstance(stage, str) and stage in Stage.__members__:
+                    facts.stages.append(TimelineEvent(at=at, stage=Stage(stage)))
         elif kind in _CLOSING:
             facts.closed = _CLOSING[kind]
             if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
                 attrs = event.workflow_execution_completed_event_attributes
-                decoded = _decode(attrs.result, [OnboardingResult], codec)
-                if decoded and isinstance(decoded[0], OnboardingResult):
-                    facts.result = decoded[0]
+                result = await _decoded(converter, attrs.result, OnboardingResult)
+                if isinstance(result, OnboardingResult):
+                    facts.result = result
     return facts
 
 
@@ -246,8 +245,7 @@ async def session_report(
             raise SessionNotFound(f"no onboarding workflow for session {session_id}") from err
         raise
     history = await fetch_history(client, session_id)
-    codec = client.data_converter.payload_codec
-    facts = history_facts(history, codec if isinstance(codec, AesGcmPayloadCodec) else None)
+    facts = await history_facts(history, client.data_converter)
     entries = _ledger_entries(ledger_path, session_id)
 
     status: OnboardingStatus | None = None
@@ -455,7 +453,7 @@ def replayer(codec: PayloadCodec | None = None) -> Replayer:
     """`codec` decrypts encrypted histories; plaintext (older) histories pass through it."""
     return Replayer(
         workflows=[OnboardingWorkflow],
-        data_converter=dataclasses.replace(pydantic_data_converter, payload_codec=codec),
+        data_converter=data_converter(codec),
         runtime=_replay_runtime(),
     )
 

@@ -12,6 +12,7 @@ from temporalio.api.enums.v1 import EventType
 
 from gateway.onboarding import TemporalAccess, _temporal_errors, workflow_id
 from signgate.models import ArtifactKind, ArtifactRef, EvidenceSubmission
+from workers.client import decode_payloads
 
 SIGNAL = "evidence_submitted"
 
@@ -30,11 +31,7 @@ async def latest_artifacts(
             attributes = event.workflow_execution_signaled_event_attributes
             if attributes.signal_name != SIGNAL:
                 continue
-            # The client's converter carries the payload codec: history payloads are encrypted.
-            decoded = await client.data_converter.decode(
-                list(attributes.input.payloads), [EvidenceSubmission]
-            )
-            latest = decoded[0]
+            latest = await decode_payloads(client, attributes.input, EvidenceSubmission)
     if latest is None:
         return {}
     return {ref.kind: ref for ref in latest.artifacts}

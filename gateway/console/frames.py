@@ -64,19 +64,35 @@ def _shrink(frame: np.ndarray) -> np.ndarray:
 
 
 class FrameCache:
-    """Frames per content hash (objects are write-once, so a hash's frames never change).
-    Bounded: the least recently used video's frames are dropped first."""
+    """Frames per object key (objects are write-once, so a key's frames never change).
+    Bounded: the least recently used video's frames are dropped first.
+
+    Extracting frames decrypts a whole video, which is what the cache saves; whether the
+    video may still be shown can change (erasure), so a hit is served only while the
+    caller's cheap `usable()` holds, and dropped when it does not.
+    """
 
     def __init__(self, entries: int = _CACHE_ENTRIES) -> None:
         self._entries = entries
         self._frames: OrderedDict[str, list[bytes]] = OrderedDict()
         self._lock = Lock()
 
-    def get(self, object_key: str, extract: Callable[[], list[bytes]]) -> list[bytes]:
+    def get(
+        self,
+        object_key: str,
+        extract: Callable[[], list[bytes]],
+        usable: Callable[[], bool],
+    ) -> list[bytes]:
+        """The cached frames if `usable()`, else `extract()`'s (which may refuse), kept."""
         with self._lock:
-            if object_key in self._frames:
+            cached = self._frames.get(object_key)
+            if cached is not None:
                 self._frames.move_to_end(object_key)
-                return self._frames[object_key]
+        if cached is not None:
+            if usable():
+                return cached
+            with self._lock:
+                self._frames.pop(object_key, None)
         frames = extract()
         with self._lock:
             self._frames[object_key] = frames

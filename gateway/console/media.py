@@ -12,13 +12,13 @@ import asyncio
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from fastapi.responses import Response
 
 from gateway.console.frames import FrameCache, key_frames
 from gateway.errors import Refusal
-from signgate.evidence import EvidenceStore
+from signgate.evidence import EvidenceStore, parse_object_key
 from signgate.models import ArtifactKind
 
 IMAGE_KINDS = (ArtifactKind.selfie, ArtifactKind.id_front, ArtifactKind.id_back)
@@ -41,15 +41,34 @@ def image_type(head: bytes) -> str | None:
 
 
 def video_frames(store: EvidenceStore, frames: FrameCache, object_key: str) -> list[bytes]:
-    """Key frames of one stored video. The store is opened (and decrypted) on every call,
-    even when the frames are cached, so an erased session's frames are never shown."""
-    with store.open(object_key) as stream:
-        return frames.get(object_key, lambda: _frames_of(stream))
+    """Key frames of one stored video, so that an erased session's frames are never shown.
+
+    A miss opens (decrypts) the video, and the store refuses an erased or missing one. A
+    hit is served only after a cheap check that the store would still give the video
+    out; when it would not, the cached frames are dropped and the store is asked, so the
+    refusal is the store's own (`evidence_erased`, `evidence_missing`).
+    """
+    return frames.get(
+        object_key,
+        extract=lambda: _frames_of(store, object_key),
+        usable=lambda: _still_readable(store, object_key),
+    )
 
 
-def _frames_of(stream: BinaryIO) -> list[bytes]:
+def _still_readable(store: EvidenceStore, object_key: str) -> bool:
+    """The session's key not destroyed (a tombstone lookup) and the object still stored
+    (a file check, or a HEAD on S3): no read, no decryption."""
+    session_id, _ = parse_object_key(object_key)
+    if session_id is not None and (
+        store.data_keys is None or store.data_keys.is_erased(session_id)
+    ):
+        return False
+    return store.exists(object_key)
+
+
+def _frames_of(store: EvidenceStore, object_key: str) -> list[bytes]:
     # OpenCV reads a path, not a stream: the plaintext goes to a private temporary file.
-    with tempfile.NamedTemporaryFile(suffix=".video") as plain:
+    with store.open(object_key) as stream, tempfile.NamedTemporaryFile(suffix=".video") as plain:
         shutil.copyfileobj(stream, plain)
         plain.flush()
         return key_frames(Path(plain.name))

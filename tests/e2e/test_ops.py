@@ -139,8 +139,10 @@ async def test_show_without_the_query_reads_history_and_ledger(
     assert [e["entry_type"] for e in shown["ledger"]][-1] == "decision"
 
 
-def test_history_facts_of_a_golden_review_history() -> None:
-    facts = history_facts(load_history_file(HISTORIES_DIR / "review_approved_borderline.json"))
+async def test_history_facts_of_a_golden_review_history() -> None:
+    facts = await history_facts(
+        load_history_file(HISTORIES_DIR / "review_approved_borderline.json")
+    )
     assert facts.closed == "completed"
     assert "awaiting_review" in [s.stage.value for s in facts.stages]
     assert [s.name for s in facts.signals] == ["evidence_submitted"]

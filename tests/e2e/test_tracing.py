@@ -6,7 +6,6 @@ as in tests/gateway; spans go to an in-memory exporter added to the process's pr
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -18,19 +17,15 @@ import pytest_asyncio
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
+from temporalio.client import Client
 
-from activities.deps import ActivityDeps
-from gateway.server import serve
 from signgate.models import Stage
 from signgate.payload_codec import codec_for
-from signgate.sandbox import create_sandbox_app
 from signgate.settings import Settings
 from signgate.tracing import OTLP_ENDPOINT_ENV, configure_tracing
 from tests.conftest import RunningDevServer
-from tests.gateway.conftest import APP_KEY, GatewayStack, _wait_healthy, seed_test_keys
-from tests.support import make_settings, serve_app
+from tests.gateway.conftest import APP_KEY, GatewayStack, gateway_stack
 from workers.client import connect_client
-from workers.onboarding_worker import build_worker
 
 
 class Traced:
@@ -50,30 +45,15 @@ async def traced(
 ) -> AsyncIterator[Traced]:
     exporter = InMemorySpanExporter()
     provider = configure_tracing("signgate-test", exporter=exporter)
-    probe = Settings()
-    sandbox = create_sandbox_app(
-        webhook_secret=probe.webhook_secrets[0], api_key=probe.vendor_api_key, webhook_delay_s=0.2
-    )
-    async with serve_app(sandbox) as sandbox_url:
-        settings = make_settings(tmp_path_factory.mktemp("tracing") / "var", sandbox_url)
-        seed_test_keys(settings)
+
+    async def traced_client(settings: Settings) -> Client:
         # The client as every process makes it: pydantic converter + tracing interceptor.
-        client = await connect_client(dev_server.address, payload_codec=codec_for(settings))
-        deps = ActivityDeps.from_settings(settings)
-        stop = asyncio.Event()
-        serving = asyncio.create_task(serve(settings, stop, client=client))
-        try:
-            async with build_worker(client, settings, deps):
-                await _wait_healthy(settings.gateway_url, serving)
-                yield Traced(
-                    GatewayStack(settings, deps, settings.gateway_url, dev_server),
-                    provider,
-                    exporter,
-                )
-        finally:
-            stop.set()
-            await asyncio.wait_for(serving, timeout=20)
-            await deps.aclose()
+        return await connect_client(dev_server.address, payload_codec=codec_for(settings))
+
+    async with gateway_stack(
+        dev_server, tmp_path_factory.mktemp("tracing") / "var", make_client=traced_client
+    ) as stack:
+        yield Traced(stack, provider, exporter)
 
 
 def _attr(span: ReadableSpan, *keys: str) -> object:

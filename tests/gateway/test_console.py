@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,10 +20,12 @@ from gateway.app import create_app
 from gateway.console.login import COOKIE
 from gateway.console.signing import TokenSigner
 from signgate.api_keys import KeyStore, key_store_path
-from signgate.models import Stage
+from signgate.erasure import Erasure
+from signgate.models import ArtifactKind, Stage
 from tests.gateway.conftest import APP_KEY, OPS_KEY, REVIEWER_KEY, SENIOR_KEY, GatewayStack
 from tests.gateway.test_reviews_api import session_in_review
 from tests.support import serve_app
+from tests.unit.test_console_tokens import write_video
 
 SECRET = "console-test-secret-0123456789"
 MEDIA = re.compile(r'src="(/console/media/[^"]+)"')
@@ -127,6 +130,34 @@ async def test_a_tampered_or_expired_media_link_is_refused(
         assert refused.json()["error"]["reason"] == "console_token_expired"
     async with browser(console_url) as anonymous:
         assert (await anonymous.get(link)).status_code == 401  # a link alone is not a login
+
+
+async def test_an_erased_sessions_key_frame_is_refused_though_it_was_cached(
+    gw: GatewayStack, console_url: str, tmp_path: Path
+) -> None:
+    video = tmp_path / "live.mp4"
+    write_video(video, frames=8, size=(64, 48), codec="mp4v")  # decodes: the page has frames
+    created = await gw.create_session()
+    sid = created["session_id"]
+    media = {ArtifactKind.liveness_video: video.read_bytes()}
+    await gw.capture(sid, created["challenge_nonce"], "borderline", media)
+    await gw.wait_for_stage(sid, Stage.awaiting_review)
+    signer = TokenSigner(SECRET.encode())
+    async with logged_in(console_url) as http:
+        page = await http.get(f"/console/sessions/{sid}")  # extracts and caches the frames
+        frame_links = [
+            link
+            for link in MEDIA.findall(page.text)
+            if signer.verify("media", link.rsplit("/", 1)[1])["v"].startswith("frame:")
+        ]
+        assert frame_links
+        assert (await http.get(frame_links[0])).status_code == 200
+        Erasure(gw.deps.ledger, gw.deps.store.data_keys).erase(
+            sid, by="ops-carol", reason="subject request"
+        )
+        refused = await http.get(frame_links[0])
+        assert refused.status_code == 410
+        assert refused.json()["error"]["reason"] == "evidence_erased"
 
 
 async def test_a_review_needs_a_reason_and_the_form_token(

@@ -6,7 +6,6 @@ vendor sandbox is the only double), with `SIGNGATE_EVIDENCE=s3`.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,48 +14,31 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from activities.deps import ActivityDeps
-from gateway.server import serve
 from signgate.evidence_s3 import S3EvidenceStore
 from signgate.models import ArtifactKind, ArtifactRef, Stage
-from signgate.sandbox import create_sandbox_app
-from signgate.settings import Settings
 from tests.conftest import RunningDevServer
-from tests.gateway.conftest import REVIEWER_KEY, GatewayStack, _wait_healthy, seed_test_keys
+from tests.gateway.conftest import REVIEWER_KEY, GatewayStack, gateway_stack
 from tests.moto_s3 import unique_bucket
-from tests.support import CAPTURE_KINDS, jpeg_bytes, make_settings, serve_app
-from workers.onboarding_worker import build_worker
+from tests.support import CAPTURE_KINDS, jpeg_bytes
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def gw_s3(
     dev_server: RunningDevServer, moto_s3_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[GatewayStack]:
-    probe = Settings()
-    sandbox = create_sandbox_app(
-        webhook_secret=probe.webhook_secrets[0], api_key=probe.vendor_api_key, webhook_delay_s=0.2
-    )
-    async with serve_app(sandbox) as sandbox_url:
-        settings = make_settings(
-            tmp_path_factory.mktemp("gateway-s3") / "var",
-            sandbox_url,
-            evidence="s3",
-            s3_endpoint_url=moto_s3_url,
-            s3_bucket=unique_bucket(),
-            evidence_retention_days=1,
-        )
-        seed_test_keys(settings)
-        deps = ActivityDeps.from_settings(settings)
-        stop = asyncio.Event()
-        serving = asyncio.create_task(serve(settings, stop, client=dev_server.client))
-        try:
-            async with build_worker(dev_server.client, settings, deps):
-                await _wait_healthy(settings.gateway_url, serving)
-                yield GatewayStack(settings, deps, settings.gateway_url, dev_server)
-        finally:
-            stop.set()
-            await asyncio.wait_for(serving, timeout=20)
-            await deps.aclose()
+    var_dir = tmp_path_factory.mktemp("gateway-s3") / "var"
+    async with gateway_stack(dev_server, var_dir, **s3_settings(moto_s3_url)) as stack:
+        yield stack
+
+
+def s3_settings(moto_s3_url: str) -> dict[str, Any]:
+    """`SIGNGATE_EVIDENCE=s3` on moto's server, in a bucket of its own."""
+    return {
+        "evidence": "s3",
+        "s3_endpoint_url": moto_s3_url,
+        "s3_bucket": unique_bucket(),
+        "evidence_retention_days": 1,
+    }
 
 
 async def direct_upload(

@@ -8,28 +8,21 @@ server on loopback, the real PostgreSQL server) with `SIGNGATE_EVIDENCE=s3` and
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
 
-from activities.deps import ActivityDeps
-from gateway.server import serve
 from signgate.audit_proofs import ProofInvalid, check_proof, prove_inclusion
 from signgate.envelope import EvidenceErased
 from signgate.erasure import Erasure
 from signgate.evidence_s3 import S3EvidenceStore
 from signgate.ledger_postgres import PostgresLedger
 from signgate.models import Stage
-from signgate.sandbox import create_sandbox_app
-from signgate.settings import Settings
 from signgate.signer import KeyRing
 from tests.conftest import RunningDevServer
-from tests.gateway.conftest import GatewayStack, _wait_healthy, seed_test_keys
-from tests.gateway.test_direct_uploads import direct_upload, submit
-from tests.moto_s3 import unique_bucket
-from tests.support import CAPTURE_KINDS, jpeg_bytes, make_settings, serve_app
-from workers.onboarding_worker import build_worker
+from tests.gateway.conftest import gateway_stack
+from tests.gateway.test_direct_uploads import direct_upload, s3_settings, submit
+from tests.support import CAPTURE_KINDS, jpeg_bytes
 
 
 async def test_s3_and_postgres_unlock_then_erasure_keeps_the_proof(
@@ -38,41 +31,22 @@ async def test_s3_and_postgres_unlock_then_erasure_keeps_the_proof(
     pg_schema: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    probe = Settings()
-    sandbox = create_sandbox_app(
-        webhook_secret=probe.webhook_secrets[0], api_key=probe.vendor_api_key, webhook_delay_s=0.2
-    )
-    async with serve_app(sandbox) as sandbox_url:
-        settings = make_settings(
-            tmp_path_factory.mktemp("production") / "var",
-            sandbox_url,
-            evidence="s3",
-            s3_endpoint_url=moto_s3_url,
-            s3_bucket=unique_bucket(),
-            evidence_retention_days=1,
-            ledger="postgres",
-            ledger_schema=pg_schema,
-        )
-        seed_test_keys(settings)
-        deps = ActivityDeps.from_settings(settings)
-        assert isinstance(deps.ledger, PostgresLedger)
-        assert isinstance(deps.store, S3EvidenceStore)
-        stop = asyncio.Event()
-        serving = asyncio.create_task(serve(settings, stop, client=dev_server.client))
-        try:
-            async with build_worker(dev_server.client, settings, deps):
-                await _wait_healthy(settings.gateway_url, serving)
-                gw = GatewayStack(settings, deps, settings.gateway_url, dev_server)
-                created = await gw.create_session()
-                sid = created["session_id"]
-                media = {kind: jpeg_bytes(f"{sid}:{kind}") for kind in CAPTURE_KINDS}
-                refs = [await direct_upload(gw, sid, kind, data) for kind, data in media.items()]
-                await submit(gw, sid, created["challenge_nonce"], refs)
-                status = await gw.wait_for_stage(sid, Stage.accepted, Stage.rejected)
-        finally:
-            stop.set()
-            await asyncio.wait_for(serving, timeout=20)
-            await deps.aclose()
+    async with gateway_stack(
+        dev_server,
+        tmp_path_factory.mktemp("production") / "var",
+        **s3_settings(moto_s3_url),
+        ledger="postgres",
+        ledger_schema=pg_schema,
+    ) as gw:
+        assert isinstance(gw.deps.ledger, PostgresLedger)
+        assert isinstance(gw.deps.store, S3EvidenceStore)
+        created = await gw.create_session()
+        sid = created["session_id"]
+        media = {kind: jpeg_bytes(f"{sid}:{kind}") for kind in CAPTURE_KINDS}
+        refs = [await direct_upload(gw, sid, kind, data) for kind, data in media.items()]
+        await submit(gw, sid, created["challenge_nonce"], refs)
+        status = await gw.wait_for_stage(sid, Stage.accepted, Stage.rejected)
+    settings, deps = gw.settings, gw.deps
 
     # Unlocked, and the decision it names is in the PostgreSQL ledger.
     assert status.stage is Stage.accepted and status.attestation is not None

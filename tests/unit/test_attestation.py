@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import warnings
 from pathlib import Path
@@ -15,18 +14,11 @@ from signgate.attestation import (
     verify_attestation,
 )
 from signgate.canonical import canonical_json
-from signgate.models import Action, AttestationClaims, RiskTier
+from signgate.models import Action, AttestationClaims
 from signgate.signer import KeyRing, Signer
+from tests.support import attestation_claims, b64url, unb64url
 
 NOW = 1_700_000_000
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def unb64url(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 @pytest.fixture
@@ -41,22 +33,7 @@ def keyring(signer: Signer) -> KeyRing:
 
 @pytest.fixture
 def claims() -> AttestationClaims:
-    return AttestationClaims(
-        sub="user-42",
-        sid="session-0001",
-        intent="sign:contract-7",
-        decision=Action.accept,
-        tier=RiskTier.green,
-        ledger_seq=7,
-        ledger_entry_hash="a" * 64,
-        evidence_merkle_root="b" * 64,
-        policy_id="default",
-        policy_version="1",
-        policy_sha256="c" * 64,
-        iat=NOW,
-        exp=NOW + 900,
-        jti="session-0001:aaaa",
-    )
+    return attestation_claims(NOW, intent="sign:contract-7", ledger_seq=7)
 
 
 def reason_of(token: str, keyring: KeyRing, now: int = NOW) -> str:

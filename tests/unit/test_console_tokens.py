@@ -57,8 +57,10 @@ def test_a_short_secret_is_refused() -> None:
         TokenSigner(b"short")
 
 
-def write_video(path: Path, frames: int, size: tuple[int, int] = (640, 480)) -> None:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, size)
+def write_video(
+    path: Path, frames: int, size: tuple[int, int] = (640, 480), codec: str = "MJPG"
+) -> None:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), 10.0, size)
     assert writer.isOpened()
     for index in range(frames):
         frame = np.full((size[1], size[0], 3), index * 255 // max(1, frames - 1), np.uint8)
@@ -89,5 +91,5 @@ def test_the_frame_cache_is_bounded(tmp_path: Path) -> None:
     write_video(video, frames=8, size=(64, 48))
     cache = FrameCache(entries=2)
     for name in ("a", "b", "c"):
-        assert len(cache.get(name, lambda: key_frames(video))) == MAX_FRAMES
+        assert len(cache.get(name, lambda: key_frames(video), lambda: True)) == MAX_FRAMES
     assert list(cache._frames) == ["b", "c"]

@@ -17,7 +17,7 @@ from activities.deps import ActivityDeps
 from signgate.attestation import AttestationInvalid, issue_attestation, verify_attestation
 from signgate.jwks import JwksInvalid, jwks_of, keyring_from_jwks
 from signgate.ledger import SqliteLedger
-from signgate.models import Action, AttestationClaims, LedgerReceipt, RiskTier
+from signgate.models import AttestationClaims, LedgerReceipt
 from signgate.settings import Settings
 from signgate.signer import (
     PRIVATE_SUFFIX,
@@ -28,7 +28,10 @@ from signgate.signer import (
     signing_key_names,
 )
 from signgate.verification import verify_attestation_with_ledger
+from tests.support import attestation_claims, unb64url
 
+# Issue time of every attestation here; verified `now=NOW`, so a slow suite (this module
+# imported long before it runs) cannot expire them.
 NOW = int(time.time())
 
 
@@ -50,20 +53,11 @@ def signgate_cli(settings: Settings, *args: str) -> dict[str, Any]:
 def decide_and_attest(deps: ActivityDeps, session_id: str) -> tuple[LedgerReceipt, str]:
     """A decision entry and the attestation naming it, signed as the worker signs them."""
     receipt = deps.ledger.append(session_id, "decision", f"{session_id}:decision", {"a": 1})
-    claims = AttestationClaims(
-        sub="user-42",
+    claims = attestation_claims(
+        NOW,
         sid=session_id,
-        intent="sign:nda",
-        decision=Action.accept,
-        tier=RiskTier.green,
         ledger_seq=receipt.seq,
         ledger_entry_hash=receipt.entry_hash,
-        evidence_merkle_root="b" * 64,
-        policy_id="default",
-        policy_version="1",
-        policy_sha256="c" * 64,
-        iat=NOW,
-        exp=NOW + 900,
         jti=f"{session_id}:jti",
     )
     return receipt, issue_attestation(deps.signer, claims)
@@ -97,7 +91,7 @@ async def test_after_rotation_new_entries_carry_the_new_kid_and_old_ones_still_v
     report = ledger.verify(ring)
     assert report.ok and report.entries_checked == 2
     for token in (old_token, new_token):
-        verify_attestation_with_ledger(token, ring, ledger)
+        verify_attestation_with_ledger(token, ring, ledger, now=NOW)
 
     listed = signgate_cli(settings, "signing-key", "list")["keys"]
     assert {(k["key_id"], k["state"]) for k in listed} == {
@@ -138,12 +132,12 @@ def test_an_attestation_verifies_from_the_jwks_alone(tmp_path: Path) -> None:
         )
         assert "d" not in jwk
     ring = keyring_from_jwks(document)
-    assert verify_attestation(old_token, ring) == _claims()
-    assert verify_attestation(new_token, ring) == _claims()
+    assert verify_attestation(old_token, ring, now=NOW) == _claims()
+    assert verify_attestation(new_token, ring, now=NOW) == _claims()
 
     only_new = keyring_from_jwks({"keys": [k for k in document["keys"] if k["kid"] == new.key_id]})
     with pytest.raises(AttestationInvalid) as err:
-        verify_attestation(old_token, only_new)
+        verify_attestation(old_token, only_new, now=NOW)
     assert err.value.reason == "attestation_unknown_key"
 
 
@@ -167,26 +161,8 @@ def test_a_jwk_carrying_a_private_key_is_refused(tmp_path: Path) -> None:
 
 
 def _claims() -> AttestationClaims:
-    return AttestationClaims(
-        sub="user-42",
-        sid="session-0001",
-        intent="sign:nda",
-        decision=Action.accept,
-        tier=RiskTier.green,
-        ledger_seq=1,
-        ledger_entry_hash="a" * 64,
-        evidence_merkle_root="b" * 64,
-        policy_id="default",
-        policy_version="1",
-        policy_sha256="c" * 64,
-        iat=NOW,
-        exp=NOW + 900,
-        jti="session-0001:aaaa",
-    )
+    return attestation_claims(NOW)
 
 
 def _header(token: str) -> str:
-    import base64
-
-    part = token.split(".")[0]
-    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)).decode()
+    return unb64url(token.split(".")[0]).decode()
