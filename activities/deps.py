@@ -44,3 +44,4 @@ class ActivityDeps:
 
     async def aclose(self) -> None:
         await self.vendor.aclose()
+        self.ledger.close()

@@ -152,6 +152,7 @@ def pg_signed_appends(
         list(pool.map(append_some, range(appenders)))
     elapsed = time.perf_counter() - started
     report = ledger.verify(keyring)
+    ledger.close()
     assert report.ok and report.entries_checked == per * appenders, report
     return per * appenders / elapsed
 
@@ -223,7 +224,7 @@ def run(entries: int = 2000) -> Result:
             f"{entries} entries of ~1 KB (decision-sized bodies), one transaction per entry. "
             "SQLite: WAL, `synchronous=FULL`. PostgreSQL: the local server (trust auth, "
             "default `fsync`/`synchronous_commit`), a scratch schema per row; each "
-            "`PostgresLedger.append` opens its own connection and takes the ledger's "
+            "`PostgresLedger.append` borrows a pooled connection and takes the ledger's "
             "advisory lock, so 8 appenders share one chain and serialize on it."
         ),
         header=["operation", "entries/s", "x baseline"],

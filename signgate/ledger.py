@@ -36,9 +36,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager, closing, contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -186,6 +188,11 @@ class Ledger(Protocol):
     def entry_hashes(self, tree_size: int) -> list[str]: ...
 
     def verify(self, keyring: KeyRing) -> LedgerVerifyReport: ...
+
+    def close(self) -> None:
+        """Give back the connections the ledger keeps open (its owner is shutting down);
+        a later read or append opens what it needs again."""
+        ...
 
 
 def open_ledger(
@@ -476,6 +483,14 @@ class LedgerReader:
         return row_entry(row) if row is not None else None
 
 
+def _file_identity(path: Path) -> tuple[int, int]:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return (-1, -1)
+    return (st.st_dev, st.st_ino)
+
+
 class SqliteLedger(LedgerReader):
     """Append-only audit ledger in one SQLite file; `signer=None` opens it read/verify-only.
 
@@ -500,6 +515,7 @@ class SqliteLedger(LedgerReader):
         self._checkpoint_every = checkpoint_every
         self._checkpoint_interval_s = checkpoint_interval_s
         self._clock = clock
+        self._local = threading.local()
         if signer is not None:
             self._create_schema()
 
@@ -592,14 +608,30 @@ class SqliteLedger(LedgerReader):
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection to the file, kept open between calls (opening one costs
+        more than a durable append itself). Reopened when the path no longer names the
+        file it was opened on, so a moved or deleted ledger is never written to unseen."""
         if self._signer is None and not self._path.exists():
             raise LedgerMissing(f"no ledger at {self._path}")
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves (BEGIN IMMEDIATE matters).
-        conn = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-        with closing(conn):
+        kept: tuple[sqlite3.Connection, tuple[int, int]] | None = getattr(self._local, "conn", None)
+        if kept is not None and kept[1] != _file_identity(self._path):
+            kept[0].close()
+            kept = None
+        if kept is None:
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves (BEGIN IMMEDIATE matters).
+            conn = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA synchronous = FULL")
-            yield conn
+            kept = (conn, _file_identity(self._path))
+            self._local.conn = kept
+        yield kept[0]
+
+    def close(self) -> None:
+        """Close this thread's kept connection (others close with their threads)."""
+        kept = getattr(self._local, "conn", None)
+        if kept is not None:
+            kept[0].close()
+            self._local.conn = None
 
     def _create_schema(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)

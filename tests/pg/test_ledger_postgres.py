@@ -261,3 +261,21 @@ def test_checkpoints_by_time_on_postgres(
         ),
         keyring,
     )
+
+
+def test_appends_reuse_pooled_connections_and_survive_close(
+    pg_dsn: str, pg_schema: str, signer: Signer, keyring: KeyRing
+) -> None:
+    ledger = PostgresLedger(pg_dsn, pg_schema, signer)
+    pids = set()
+    for i in range(5):
+        ledger.append("s", "decision", f"k{i}", {"i": i})
+        with ledger._connect() as conn:
+            pids.add(conn.info.backend_pid)
+    assert len(pids) == 1  # one server connection, kept between calls
+    ledger.close()
+    ledger.append("s", "decision", "k-after-close", {"i": 99})  # a new pool opens
+    with ledger._connect() as conn:
+        assert conn.info.backend_pid not in pids
+    assert ledger.verify(keyring).ok and len(ledger.entries("s")) == 6
+    ledger.close()

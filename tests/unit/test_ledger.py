@@ -425,3 +425,42 @@ def test_a_second_process_appending_concurrently_keeps_the_chain_valid(
     assert sessions.count("main") == sessions.count("proc") == 60
     report = ledger.verify(keyring)
     assert report.ok and report.entries_checked == 120
+
+
+def test_a_thread_keeps_its_connection_between_appends(tmp_path: Path, signer: Signer) -> None:
+    ledger = SqliteLedger(tmp_path / "ledger.sqlite3", signer)
+    ledger.append("s1", "decision", "s1:decision", {"n": 1})
+    with ledger._connect() as first:
+        pass
+    ledger.append("s2", "decision", "s2:decision", {"n": 2})
+    with ledger._connect() as second:
+        assert second is first
+    seen: list[sqlite3.Connection] = []
+
+    def other_thread() -> None:
+        with ledger._connect() as conn:
+            seen.append(conn)
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    thread.join()
+    assert seen and seen[0] is not first  # sqlite3 connections stay in their thread
+
+
+def test_a_replaced_ledger_file_is_never_written_through_a_kept_connection(
+    tmp_path: Path, signer: Signer
+) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    ledger = SqliteLedger(path, signer)
+    ledger.append("s1", "decision", "s1:decision", {"n": 1})
+    with ledger._connect() as kept:
+        kept.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # everything in the main file
+    copy = tmp_path / "copy.sqlite3"
+    with closing(sqlite3.connect(path)) as src, closing(sqlite3.connect(copy)) as dst:
+        src.backup(dst)
+    moved = tmp_path / "moved.sqlite3"
+    path.rename(moved)
+    copy.rename(path)  # the path now names another file (a restore, say)
+    ledger.append("s2", "decision", "s2:decision", {"n": 2})
+    assert [e.seq for e in SqliteLedger(path, None).entries()] == [1, 2]
+    assert [e.seq for e in SqliteLedger(moved, None).entries()] == [1]
