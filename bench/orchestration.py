@@ -16,7 +16,11 @@ import json
 import subprocess
 import sys
 import tempfile
+from collections.abc import Awaitable
 from pathlib import Path
+from typing import TypeVar
+
+import psutil
 
 from bench import sessions
 from bench.results import Result
@@ -24,9 +28,29 @@ from bench.twin import TWIN_WORKFLOW, record_shape
 from chaos.stack import Stack, StackConfig
 from workers.devserver import SQLITE_PRAGMAS
 
+T = TypeVar("T")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU the processes have used so far."""
+    total = 0.0
+    for pid in pids:
+        times = psutil.Process(pid).cpu_times()
+        total += times.user + times.system
+    return total
+
+
+async def timed_cpu(groups: dict[str, list[int]], run: Awaitable[T]) -> tuple[T, dict[str, float]]:
+    """`run`'s result and the CPU seconds each group of processes used while it ran: a
+    figure that, unlike a rate, does not depend on what else the machine is doing."""
+    before = {name: cpu_seconds(pids) for name, pids in groups.items()}
+    result = await run
+    return result, {name: cpu_seconds(pids) - before[name] for name, pids in groups.items()}
+
 
 async def measure(n: int, concurrency: int, worker_counts: list[int]) -> Result:
     rows: list[list[str]] = []
+    cpu_rows: list[list[str]] = []
     plot: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="bench-orch-") as tmp:
         async with Stack(StackConfig(var_dir=Path(tmp) / "var")) as stack:
@@ -54,17 +78,37 @@ async def measure(n: int, concurrency: int, worker_counts: list[int]) -> Result:
                     await sessions.run_one(
                         client, twin_queue, sessions.prepare(settings, 1)[0], TWIN_WORKFLOW
                     )
-                    saga_rate, _, results = await sessions.run_many(
-                        client, settings.task_queue, sessions.prepare(settings, n), concurrency
+                    assert stack.devserver.pid and stack.sandbox
+                    groups = {
+                        "server": [stack.devserver.pid],
+                        "saga workers + vendor sandbox": [w.pid for w in stack.live_workers()]
+                        + [stack.sandbox.pid],
+                        "twin workers": [t.pid for t in twins],
+                    }
+                    saga_prepared = sessions.prepare(settings, n)
+                    (saga_rate, _, results), saga_cpu = await timed_cpu(
+                        groups,
+                        sessions.run_many(client, settings.task_queue, saga_prepared, concurrency),
                     )
                     assert all(r["stage"] == "accepted" for r in results), "a saga did not accept"
-                    twin_rate, _, _ = await sessions.run_many(
-                        client,
-                        twin_queue,
-                        sessions.prepare(settings, n),
-                        concurrency,
-                        TWIN_WORKFLOW,
+                    twin_prepared = sessions.prepare(settings, n)
+                    (twin_rate, _, _), twin_cpu = await timed_cpu(
+                        groups,
+                        sessions.run_many(
+                            client, twin_queue, twin_prepared, concurrency, TWIN_WORKFLOW
+                        ),
                     )
+                    per = 1000 / n
+                    saga_total = sum(saga_cpu.values()) * per
+                    twin_total = sum(twin_cpu.values()) * per
+                    cpu_rows.append([
+                        str(workers),
+                        f"{twin_cpu['server'] * per:.0f} / {saga_cpu['server'] * per:.0f}",
+                        f"{twin_cpu['twin workers'] * per:.0f} / "
+                        f"{saga_cpu['saga workers + vendor sandbox'] * per:.0f}",
+                        f"{twin_total:.0f} / {saga_total:.0f}",
+                        f"**{twin_total / saga_total:.2f}**",
+                    ])  # fmt: skip
                     rows.append([
                         str(workers), f"{twin_rate:.1f}", f"{saga_rate:.1f}",
                         f"**{saga_rate / twin_rate:.2f}**",
@@ -88,12 +132,31 @@ async def measure(n: int, concurrency: int, worker_counts: list[int]) -> Result:
             "Dev server "
             f"on a SQLite file with {', '.join(SQLITE_PRAGMAS)}; workers are separate "
             "processes (`signgate worker`, `python -m bench.twin`), 1000 cached workflows. "
-            "Goal: saga >= 0.90x twin."
+            "Goal: saga >= 0.90x twin.\n\n"
+            + _table(
+                ["worker processes", "twin sessions/s", "saga sessions/s", "saga / twin"], rows
+            )
+            + "\nThe same runs in CPU milliseconds per session (psutil, user + system, "
+            "whatever else the machine was doing): the dev server, the workers (the saga's "
+            "with the vendor sandbox that answers its checks; the twin has no vendor), and "
+            "both. On a machine where all of them share the cores, the twin-to-saga ratio "
+            "of total CPU is the rate ratio to expect once the cores are saturated."
         ),
-        header=["worker processes", "twin sessions/s", "saga sessions/s", "saga / twin"],
-        rows=rows,
+        header=[
+            "worker processes",
+            "server ms: twin / saga",
+            "workers ms: twin / saga",
+            "total ms: twin / saga",
+            "twin / saga CPU",
+        ],
+        rows=cpu_rows,
         plot=plot,
     )
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
 
 
 def run(n: int = 60, concurrency: int = 20, worker_counts: list[int] | None = None) -> Result:
