@@ -139,6 +139,7 @@ async def serve(address: str, task_queue: str) -> None:
     from signgate.payload_codec import codec_for
     from signgate.settings import get_settings
     from workers.client import data_converter
+    from workers.onboarding_worker import single_batch_activations, workflow_runner
 
     # The saga's converter, codec included (the stack's settings come from the environment):
     # the twin pays for encryption as the saga does, and reads what the stack's client writes.
@@ -152,8 +153,9 @@ async def serve(address: str, task_queue: str) -> None:
         # The same settings as `workers.onboarding_worker.build_worker`.
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=2),
         max_cached_workflows=1000,
+        workflow_runner=workflow_runner("bench"),
     )
-    async with worker:
+    async with single_batch_activations(worker):
         await asyncio.Event().wait()
 
 
