@@ -89,10 +89,12 @@ def _near(point: tuple[float, float], box: tuple[int, int, int, int]) -> bool:
 def test_face_swap_is_flagged_splice_with_the_heatmap_hottest_on_the_pasted_face(
     astronaut: np.ndarray,
 ) -> None:
-    # Her face from another photo (mirrored, compressed at q40 on its own grid) pasted
-    # over her face: the face detector finds the pasted face, and its grid is foreign.
+    # Her face cut with a margin from another photo (mirrored), compressed at q40 on its
+    # own grid, pasted over her face: the face detector finds the pasted face, and the
+    # grid in and around it is not the host's.
     other_photo = np.ascontiguousarray(astronaut[:, ::-1])
-    spliced = attacks.jpeg_bytes(attacks.face_splice(astronaut, other_photo, BOX, seed=0), 92)
+    face_cut = np.ascontiguousarray(other_photo[70:184, 232:346])
+    spliced = attacks.jpeg_bytes(attacks.face_splice(astronaut, face_cut, BOX, seed=0), 92)
     result = check_deepfake(evidence(spliced))
     assert "splice" in result.attack_hints
     assert result.risk_score is not None and result.risk_score >= 0.5
