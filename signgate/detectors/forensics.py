@@ -254,14 +254,6 @@ def histogram_roughness(jpeg: JpegCoefficients, blocks: np.ndarray | None = None
     return float(np.median(rough)) if rough else 0.0
 
 
-def double_compression_roughness(jpeg: bytes) -> tuple[float, int | None]:
-    """Histogram roughness over the whole frame, and the quality; (0.0, None) if not JPEG."""
-    coefficients = jpeg_coefficients(jpeg)
-    if coefficients is None:
-        return 0.0, None
-    return histogram_roughness(coefficients), coefficients.quality
-
-
 def region_double_compression(jpeg: JpegCoefficients, box: tuple[int, int, int, int]) -> float:
     """How much rougher the histograms are inside `box` than outside it (a region with an
     earlier coarser compression the rest of the frame lacks); 0.0 if either side is thin,
