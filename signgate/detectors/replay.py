@@ -15,9 +15,8 @@ images. The default 6 of 64 bits: on the public-domain astronaut photo, JPEG re-
 photos (coffee, chelsea, camera, rocket) are 25..36 bits away. Images are EXIF-transposed
 before hashing, so a rotation tag does not hide a copy. Both hashes are taken from a copy at
 most HASH_SIDE px on its longest side (a JPEG is decoded at 1/2..1/8 scale with `draft`,
-straight to greyscale, keeping at least DRAFT_SIDE px a side, then thumbnailed): pHash
-reads a 32x32 and dHash a 9x8 thumbnail, so a larger decode buys nothing but time (on the
-1080p bench selfie, a 1/8 decode gives the same two hashes as a 1/4 one, 5 ms sooner).
+straight to greyscale, then thumbnailed): pHash reads a 32x32 and dHash a 9x8 thumbnail,
+so the full-size decode bought nothing but time.
 
 Storage: the table `perceptual_hashes` lives in the ledger's SQLite file but is not part
 of the ledger: the ledger's append-only triggers guard `ledger_entries` only. Every call
@@ -48,7 +47,6 @@ from signgate.models import ArtifactKind
 FLAG_REPLAYED_CAPTURE = "replayed_capture"  # the same flag sealing raises for exact copies
 DEFAULT_MAX_DISTANCE = 6
 HASH_SIDE = 256  # images are reduced to at most this before hashing
-DRAFT_SIDE = 128  # ... from a JPEG decoded at the smallest scale keeping this a side
 BUSY_TIMEOUT_MS = 10_000
 IMAGE_KINDS: tuple[ArtifactKind, ...] = (
     ArtifactKind.selfie,
@@ -104,9 +102,9 @@ def image_hashes(image_bytes: bytes) -> ImageHashes | None:
     """pHash and dHash of an image, or None if the bytes do not decode as one."""
     try:
         with Image.open(io.BytesIO(image_bytes)) as image:
-            # JPEG: the decoder scales by 1/2..1/8 (staying >= DRAFT_SIDE) and emits luma
+            # JPEG: the decoder scales by 1/2..1/8 (staying >= HASH_SIDE) and emits luma
             # only; both hashes are of the greyscale picture anyway. Other formats: no-op.
-            image.draft("L", (DRAFT_SIDE, DRAFT_SIDE))
+            image.draft("L", (HASH_SIDE, HASH_SIDE))
             image.load()
             upright = ImageOps.exif_transpose(image)
             upright.thumbnail((HASH_SIDE, HASH_SIDE))
