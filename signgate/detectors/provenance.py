@@ -140,6 +140,11 @@ def check_provenance(evidence: Evidence, trust_anchors_pem: str | None = None) -
 def _image_signals(data: bytes, evidence: Evidence, anchors: str | None) -> Iterator[Signal]:
     try:
         with Image.open(io.BytesIO(data)) as image:
+            # Pixels serve only the 32x32 thumbnail comparison (and prove the image
+            # decodes): a JPEG is decoded straight to grey at the smallest DCT scale
+            # (1/2..1/8) that keeps 64 px a side. libjpeg still reads every coefficient;
+            # a 1080p image costs a third of a full decode.
+            image.draft("L", (64, 64))
             image.load()
             fmt = image.format or ""
             png_text = {str(k): str(v) for k, v in image.info.items() if isinstance(v, str)}

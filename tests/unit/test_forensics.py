@@ -35,7 +35,7 @@ def test_bona_fide_astronaut_jpeg_passes_with_low_risk(astronaut: np.ndarray, qu
     result = check_deepfake(evidence(attacks.jpeg_bytes(astronaut, quality)))
     assert result.status is CheckStatus.completed and result.kind is CheckKind.deepfake
     assert result.provider == "local" and result.model_version.startswith(
-        "image-forensics/2 (numpy=="
+        "image-forensics/3 (numpy=="
     )
     assert result.attack_hints == []
     assert result.risk_score is not None and result.risk_score < 0.3
@@ -73,25 +73,53 @@ def test_a_forged_id_front_is_flagged_even_with_a_clean_selfie(astronaut: np.nda
     assert any(line.startswith("id_front:") for line in result.explanations)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: the noise/ELA region statistics do not separate face_splice from "
-    "ordinary texture on the astronaut (see SPLICE_*_RAW_THRESHOLD)",
-)
-def test_face_splice_is_flagged_with_the_heatmap_hottest_on_the_pasted_box(
-    astronaut: np.ndarray,
-) -> None:
-    spliced = attacks.jpeg_bytes(attacks.face_splice(astronaut, data.chelsea(), BOX, seed=0), 92)
-    result = check_deepfake(evidence(spliced))
-    assert "splice" in result.attack_hints
-    report = analyse_image(np.asarray(Image.open(io.BytesIO(spliced)).convert("RGB")), spliced)
+def _hottest_cell_centre(jpeg: bytes) -> tuple[float, float]:
+    report = analyse_image(np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB")), jpeg)
     row, col = report.hottest_cell()
     cell = 512 / GRID
-    x0, y0, x1, y1 = BOX
-    assert (
-        x0 - cell <= (col + 0.5) * cell <= x1 + cell
-        and y0 - cell <= (row + 0.5) * cell <= y1 + cell
-    )
+    return (col + 0.5) * cell, (row + 0.5) * cell
+
+
+def _near(point: tuple[float, float], box: tuple[int, int, int, int]) -> bool:
+    cell = 512 / GRID
+    x0, y0, x1, y1 = box
+    return x0 - cell <= point[0] <= x1 + cell and y0 - cell <= point[1] <= y1 + cell
+
+
+def test_face_swap_is_flagged_splice_with_the_heatmap_hottest_on_the_pasted_face(
+    astronaut: np.ndarray,
+) -> None:
+    # Her face cut with a margin from another photo (mirrored), compressed at q40 on its
+    # own grid, pasted over her face: the face detector finds the pasted face, and the
+    # grid in and around it is not the host's.
+    other_photo = np.ascontiguousarray(astronaut[:, ::-1])
+    face_cut = np.ascontiguousarray(other_photo[70:184, 232:346])
+    spliced = attacks.jpeg_bytes(attacks.face_splice(astronaut, face_cut, BOX, seed=0), 92)
+    result = check_deepfake(evidence(spliced))
+    assert "splice" in result.attack_hints
+    assert result.risk_score is not None and result.risk_score >= 0.5
+    assert any("JPEG blocking grid at an offset" in line for line in result.explanations)
+    assert _near(_hottest_cell_centre(spliced), BOX)
+
+
+def test_region_pasted_in_the_middle_is_flagged_splice(astronaut: np.ndarray) -> None:
+    # As `signgate attacks generate` builds the evaluation's face_splice species.
+    box = (512 // 3, 512 // 4, 2 * 512 // 3, 3 * 512 // 4)
+    spliced = attacks.jpeg_bytes(attacks.face_splice(astronaut, data.chelsea(), box, seed=0), 92)
+    result = check_deepfake(evidence(spliced))
+    assert "splice" in result.attack_hints
+    assert _near(_hottest_cell_centre(spliced), box)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap (EVALUATION.md): a paste the face detector does not see as a face, "
+    "away from the centre of the frame, is not scored; the heatmap shows it",
+)
+def test_non_face_pasted_over_the_face_is_flagged_splice(astronaut: np.ndarray) -> None:
+    spliced = attacks.jpeg_bytes(attacks.face_splice(astronaut, data.chelsea(), BOX, seed=0), 92)
+    assert _near(_hottest_cell_centre(spliced), BOX)  # seen on the heatmap ...
+    assert "splice" in check_deepfake(evidence(spliced)).attack_hints  # ... but not scored
 
 
 def test_report_carries_a_small_heatmap_and_its_png(astronaut: np.ndarray) -> None:
@@ -102,7 +130,12 @@ def test_report_carries_a_small_heatmap_and_its_png(astronaut: np.ndarray) -> No
     assert report.jpeg_quality == 90
     png = report.heatmap_png()
     assert png.startswith(b"\x89PNG") and Image.open(io.BytesIO(png)).size == (256, 256)
-    assert set(report.scores) == {"double_compression", "noise", "ela", "upsampling"}
+    assert set(report.scores) == {
+        "double_compression",
+        "grid",
+        "region_compression",
+        "upsampling",
+    }
 
 
 def test_without_jpeg_bytes_the_compression_signal_is_silent(astronaut: np.ndarray) -> None:

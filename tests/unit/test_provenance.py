@@ -412,3 +412,20 @@ def test_bad_trust_anchor_pem_is_explained_not_raised(ca: TestCA, camera_jpeg: b
     assert result.attack_hints == []
     assert result.explanations[0].startswith("configured C2PA trust anchors are not PEM")
     assert any("C2PA valid" in e for e in result.explanations)
+
+
+def test_1080p_thumbnail_is_compared_on_a_reduced_decode(astronaut: np.ndarray) -> None:
+    # Provenance decodes a JPEG at 1/8 scale (cheap tier): the comparison must still hold.
+    frame = np.asarray(Image.fromarray(astronaut).resize((1920, 1080)))
+    matching = _check(_jpeg(frame, _exif(thumbnail_of=frame)))
+    assert matching.attack_hints == []
+    assert any("thumbnail matches" in e for e in matching.explanations)
+    other = np.asarray(Image.fromarray(np.asarray(data.coffee())).resize((1920, 1080)))
+    assert _check(_jpeg(frame, _exif(thumbnail_of=other))).attack_hints == ["metadata_tampered"]
+
+
+def test_truncated_jpeg_is_explained_as_undecodable(astronaut: np.ndarray) -> None:
+    jpeg = _jpeg(astronaut, _exif())
+    result = _check(jpeg[: len(jpeg) // 2])
+    assert result.status is CheckStatus.completed
+    assert any("could not be decoded" in e for e in result.explanations)
