@@ -172,9 +172,12 @@ class Driver:
     async def run(self, record: SessionRecord) -> None:
         plan = record.plan
         try:
+            # One key and one body for every retry of this create, as an app must: a
+            # retry after a lost answer then finds the session instead of starting another.
+            subject, key = f"chaos-{uuid.uuid4().hex[:6]}", uuid.uuid4().hex
             created = await retrying(
                 lambda: self.app.create_session(
-                    subject_ref=f"chaos-{uuid.uuid4().hex[:6]}", intent="sign:chaos"
+                    subject_ref=subject, intent="sign:chaos", idempotency_key=key
                 )
             )
             sid = record.session_id = created["session_id"]

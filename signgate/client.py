@@ -77,12 +77,16 @@ class GatewayClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _call(self, method: str, url: str, **kwargs: Any) -> Any:
-        """One API call. Every POST carries a fresh Idempotency-Key, reused on this call's
-        own retries, so a retry after a lost response never acts twice. A 429 is retried
-        after its Retry-After (capped), a bounded number of times."""
+    async def _call(
+        self, method: str, url: str, idempotency_key: str | None = None, **kwargs: Any
+    ) -> Any:
+        """One API call. Every POST carries an Idempotency-Key (`idempotency_key`, or a
+        fresh one), reused on this call's own retries, so a retry after a lost response
+        never acts twice. A 429 is retried after its Retry-After (capped), a bounded
+        number of times."""
         if method == "POST":
-            headers = {"Idempotency-Key": uuid.uuid4().hex, **kwargs.pop("headers", {})}
+            key = idempotency_key or uuid.uuid4().hex
+            headers = {"Idempotency-Key": key, **kwargs.pop("headers", {})}
             kwargs["headers"] = headers
         for attempt in range(self.RATE_LIMIT_RETRIES + 1):
             response = await self._http.request(method, url, **kwargs)
@@ -98,15 +102,25 @@ class GatewayClient:
             raise GatewayError(response.status_code, reason, message)
         return response.json()
 
-    async def create_session(self, subject_ref: str, intent: str, **extra: Any) -> dict[str, Any]:
+    async def create_session(
+        self, subject_ref: str, intent: str, idempotency_key: str | None = None, **extra: Any
+    ) -> dict[str, Any]:
+        """Start a session. An app that retries a create whose answer it lost passes the
+        same `idempotency_key` (and body) each time: the gateway then answers with the
+        session it already started instead of starting another."""
         body = {"subject_ref": subject_ref, "intent": intent, **extra}
-        result: dict[str, Any] = await self._call("POST", "/v1/sessions", json=body)
+        result: dict[str, Any] = await self._call(
+            "POST", "/v1/sessions", idempotency_key=idempotency_key, json=body
+        )
         return result
 
-    async def start_session(self, subject_ref: str, intent: str, **extra: Any) -> SessionCreated:
-        """Start (or, with the same `session_id`, find again) a session; typed."""
+    async def start_session(
+        self, subject_ref: str, intent: str, idempotency_key: str | None = None, **extra: Any
+    ) -> SessionCreated:
+        """Start (or, with the same `session_id` or `idempotency_key`, find again) a
+        session; typed."""
         return SessionCreated.model_validate(
-            await self.create_session(subject_ref, intent, **extra)
+            await self.create_session(subject_ref, intent, idempotency_key, **extra)
         )
 
     async def upload(

@@ -40,6 +40,18 @@ async def test_start_session_is_typed_and_answers_the_challenge(gw: GatewayStack
     assert len(created.challenge_nonce) >= 16
 
 
+async def test_a_retried_create_with_its_key_finds_the_same_session(gw: GatewayStack) -> None:
+    async with GatewayClient(gw.base_url, APP_KEY) as app:
+        first = await app.start_session("user-42", "sign:nda", idempotency_key="create-1")
+        again = await app.start_session("user-42", "sign:nda", idempotency_key="create-1")
+        other = await app.start_session("user-42", "sign:nda")
+        with pytest.raises(GatewayError) as changed:  # same key, another body
+            await app.start_session("user-43", "sign:nda", idempotency_key="create-1")
+    assert again.session_id == first.session_id
+    assert other.session_id != first.session_id
+    assert changed.value.status_code == 409
+
+
 async def test_upload_returns_the_content_addressed_ref(gw: GatewayStack) -> None:
     data = jpeg_bytes("client-upload")
     async with GatewayClient(gw.base_url, APP_KEY) as app:
