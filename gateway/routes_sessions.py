@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import unicodedata
 import uuid
@@ -120,15 +121,29 @@ def _policy_and_mode(body: CreateSession, tenant_id: str, session_id: str) -> tu
     return assigned.policy_id, mode
 
 
+def _session_id(body: CreateSession, key: ApiKey, idempotency_key: str | None) -> str:
+    """The app's own id, else one derived from the create's Idempotency-Key (scoped to the
+    caller, as the key is), else a random one. Derived, a create retried after a 5xx (whose
+    answer is not saved for replay, though its workflow may have started) starts the same
+    workflow again, which finds the running session instead of orphaning it."""
+    if body.session_id:
+        return body.session_id
+    if idempotency_key:
+        scoped = f"{key.tenant_id}/{key.principal}/{idempotency_key}".encode()
+        return hashlib.sha256(scoped).hexdigest()[:32]
+    return uuid.uuid4().hex
+
+
 def _onboarding_request(
     body: CreateSession,
     key: ApiKey,
     gateway: Gateway,
     reviewers: dict[str, ReviewerRole] | None = None,
+    idempotency_key: str | None = None,
 ) -> OnboardingRequest:
     """The workflow input. Without a roster nobody may review (the safe default)."""
     settings = gateway.settings
-    session_id = body.session_id or uuid.uuid4().hex
+    session_id = _session_id(body, key, idempotency_key)
     policy_id, mode = _policy_and_mode(body, key.tenant_id, session_id)
     try:
         return OnboardingRequest(
@@ -150,12 +165,17 @@ def _onboarding_request(
 
 
 @router.post("", status_code=201, summary="Start an onboarding session. Roles: app")
-async def create_session(body: CreateSession, key: AppKey, gateway: GatewayDep) -> SessionCreated:
+async def create_session(
+    body: CreateSession,
+    key: AppKey,
+    gateway: GatewayDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> SessionCreated:
     if body.callback_url is not None:  # SSRF guard: 422 callback_url_not_allowed
         check_callback_url(body.callback_url, gateway.settings.callback_allowed_hosts)
     # Who may review is fixed at start (the workflow's validator checks against it).
     reviewers = await asyncio.to_thread(gateway.keys.reviewer_roster)
-    request = _onboarding_request(body, key, gateway, reviewers)
+    request = _onboarding_request(body, key, gateway, reviewers, idempotency_key)
     bind_session(request.session_id)
     await gateway.sessions.start(request)
     status = await gateway.sessions.status(request.session_id, wait_for_challenge=True)

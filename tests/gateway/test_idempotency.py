@@ -83,3 +83,26 @@ async def test_unusable_idempotency_key_is_400(gw: GatewayStack) -> None:
         )
     assert response.status_code == 400
     assert error_reason(response) == "idempotency_key_invalid"
+
+
+async def test_a_create_retried_after_an_unsaved_answer_finds_its_session(
+    gw: GatewayStack,
+) -> None:
+    """A 5xx is not saved for replay, though its workflow may have started: the retry runs
+    again, and the session id derived from the key finds the session that exists."""
+    import sqlite3
+    from contextlib import closing
+
+    key = f"create-{uuid.uuid4().hex}"
+    body = {"subject_ref": "user-42", "intent": "sign:nda"}
+    async with gw.http(**{"Idempotency-Key": key}) as http:
+        first = await http.post("/v1/sessions", json=body)
+        with closing(sqlite3.connect(gw.settings.gateway_db)) as db, db:
+            db.execute("DELETE FROM idempotency WHERE key = ?", (key,))  # as after a 5xx
+        again = await http.post("/v1/sessions", json=body)
+    assert first.status_code == again.status_code == 201
+    assert "Idempotent-Replayed" not in again.headers  # it really ran again
+    assert again.json()["session_id"] == first.json()["session_id"]
+    async with gw.http() as http:  # without a key, every create is a new session
+        other = await http.post("/v1/sessions", json=body)
+    assert other.json()["session_id"] != first.json()["session_id"]
