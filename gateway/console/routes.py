@@ -42,7 +42,12 @@ templates.env.filters["score"] = lambda v: "-" if v is None else f"{v:.2f}"
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
-NOTICES = {"approved": "Your approval is recorded.", "rejected": "Your rejection is recorded."}
+NOTICES = {
+    "approved": "Your approval is recorded.",
+    "rejected": "Your rejection is recorded.",
+    "step_up": "Your step-up request is recorded: the person is asked for a fresh capture.",
+}
+DONE = {"approve": "approved", "reject": "rejected", "step_up": "step_up"}
 GatewayDep = Annotated[Gateway, Depends(gateway_of)]
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -224,28 +229,30 @@ async def review(
     if not reviewer.csrf_ok(csrf):
         raise Refusal(403, "console_csrf_invalid", "reload the page and try again")
     reason = reason.strip()
-    if decision not in ("approve", "reject") or len(reason) < 3:
+    if decision not in DONE or len(reason) < 3:
         return await render_session(
             request,
             gateway,
             reviewer,
             session_id,
             422,
-            error="choose approve or reject and give a reason (at least 3 characters)",
+            error="choose approve, reject or step-up and give a reason (at least 3 characters)",
         )
-    verdict = ReviewInput(
+    answer = ReviewInput(
         reviewer_id=reviewer.principal,
         role=reviewer.role,
         approve=decision == "approve",
+        step_up=decision == "step_up",
         reason=reason,
     )
     try:
-        await gateway.sessions.review(session_id, verdict)
+        await gateway.sessions.review(session_id, answer)
     except Refusal as refusal:
         return await render_session(
             request, gateway, reviewer, session_id, refusal.http_status, error=refusal.message
         )
-    done = "approved" if verdict.approve else "rejected"
     return RedirectResponse(
-        f"/console/sessions/{session_id}?notice={done}", status_code=303, headers=SECURITY_HEADERS
+        f"/console/sessions/{session_id}?notice={DONE[decision]}",
+        status_code=303,
+        headers=SECURITY_HEADERS,
     )
