@@ -18,6 +18,7 @@ from fastapi.templating import Jinja2Templates
 
 from gateway.console import views
 from gateway.console.evidence import latest_artifacts
+from gateway.console.heatmaps import heatmap_refs
 from gateway.console.login import (
     MEDIA_TTL_S,
     Reviewer,
@@ -33,7 +34,7 @@ from gateway.routes_sessions import SessionId
 from gateway.state import Gateway, bind_session, gateway_of
 from signgate.envelope import EvidenceErased
 from signgate.evidence import EvidenceMissing
-from signgate.models import ArtifactKind, ArtifactRef, ReviewInput
+from signgate.models import ArtifactKind, ArtifactRef, CheckResult, ReviewInput
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -151,13 +152,15 @@ async def render_session(
     status = await gateway.sessions.status(session_id)
     artifacts = await latest_artifacts(gateway.temporal, session_id)
     policy = views.policy_view(status.decision)
+    media = await _media_links(request, gateway, session_id, artifacts)
     return page(
         request,
         "session.html",
         status_code,
         reviewer=reviewer,
         status=status,
-        media=await _media_links(request, gateway, session_id, artifacts),
+        media=media,
+        heatmaps=_heatmap_links(request, session_id, status.checks),
         policy=policy,
         rows=views.check_rows(status.checks, policy.loaded if policy else None),
         four_eyes=views.four_eyes(status),
@@ -202,6 +205,26 @@ async def _media_links(
         if not frames:
             links.append({"label": "liveness video: no frame could be decoded", "url": ""})
     return links
+
+
+def _heatmap_links(
+    request: Request, session_id: str, checks: list[CheckResult]
+) -> list[dict[str, str]]:
+    """(label, signed URL) for each heatmap the session's checks name: the same short-lived
+    links as the photos; the variant makes the media route re-hash the bytes it serves."""
+    signer = console_of(request).signer
+    return [
+        {
+            "label": ref.label,
+            "url": "/console/media/"
+            + signer.sign(
+                "media",
+                MEDIA_TTL_S,
+                {"sid": session_id, "sha": ref.sha256, "key": ref.object_key, "v": "heatmap"},
+            ),
+        }
+        for ref in heatmap_refs(checks, session_id)
+    ]
 
 
 @router.get("/media/{token}")
