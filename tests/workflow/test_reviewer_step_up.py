@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -159,3 +160,26 @@ async def test_no_verdict_is_taken_once_a_step_up_was_requested(stack: Stack) ->
             result_type=ReviewOutcome,
         )
     assert "not awaiting review" in str(refused.value.cause)
+
+
+async def test_a_verdict_and_a_step_up_sent_at_once_only_one_is_taken(stack: Stack) -> None:
+    request, handle = await in_review(stack, "borderline")
+    approval = ReviewInput(
+        reviewer_id="rev-bob", role=ReviewerRole.senior_reviewer, approve=True, reason="fine"
+    )
+    answers = await asyncio.gather(
+        handle.execute_update("review", approval, result_type=ReviewOutcome),
+        ask_for_step_up(handle),
+        return_exceptions=True,
+    )
+    taken = [a for a in answers if isinstance(a, ReviewOutcome)]
+    refused = [a for a in answers if isinstance(a, WorkflowUpdateFailedError)]
+    assert len(taken) == 1 and len(refused) == 1, answers
+    status = await stack.status(handle)
+    [review] = status.reviews
+    assert review.step_up is taken[0].step_up_requested
+    assert ledger_types(stack, request.session_id).count("review") == 1
+    if review.step_up:
+        await wait_for_stage(stack, handle, Stage.awaiting_step_up)
+    else:
+        assert (await handle.result()).stage is Stage.accepted
