@@ -63,19 +63,8 @@ def test_ops_replay_exits_non_zero_naming_sessions_a_changed_workflow_would_brea
     tmp_path: Path,
 ) -> None:
     """`signgate ops replay --from` against a deliberately changed workflow module."""
-    import base64
-    import json
-    import os
     import subprocess
     import sys
-
-    from tests.support import TEST_PAYLOAD_KEY
-
-    # As ops would run it: holding the payload key the encrypted golden histories need.
-    env = {
-        **os.environ,
-        "SIGNGATE_PAYLOAD_KEYS": json.dumps([base64.b64encode(TEST_PAYLOAD_KEY).decode()]),
-    }
 
     script = (
         "import workers.history as h\n"
@@ -90,7 +79,6 @@ def test_ops_replay_exits_non_zero_naming_sessions_a_changed_workflow_would_brea
         text=True,
         timeout=120,
         cwd=Path(__file__).parents[2],
-        env=env,
     )
     assert run.returncode == 1, run.stdout + run.stderr
     assert "FAILED" in run.stdout and "accept_bona_fide" in run.stdout
@@ -107,6 +95,5 @@ def test_ops_replay_exits_non_zero_naming_sessions_a_changed_workflow_would_brea
         text=True,
         timeout=120,
         cwd=Path(__file__).parents[2],
-        env=env,
     )
     assert unchanged.returncode == 0, unchanged.stdout + unchanged.stderr
