@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -80,8 +79,9 @@ async def test_a_step_up_nobody_answers_rejects_the_session(stack: Stack) -> Non
     request, handle = await in_review(stack, "borderline")
     await ask_for_step_up(handle)
     await wait_for_stage(stack, handle, Stage.awaiting_step_up)
-    await stack.env.sleep(timedelta(seconds=request.timeouts.step_up_s + 5))
 
+    # Nobody captures: waiting for the result skips time to the step-up timeout (an explicit
+    # env.sleep over it timed out on a loaded machine in a full run).
     result = await handle.result()
     assert result.stage is Stage.rejected and result.attestation is None
     assert result.decision is not None and result.decision.action is Action.reject
