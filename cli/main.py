@@ -237,7 +237,8 @@ def review_list() -> None:
     console.print(table)
 
 
-def _review(session_id: str, approve: bool, reason: str, api_key: str | None) -> None:
+def _review(session_id: str, verdict: bool | None, reason: str, api_key: str | None) -> None:
+    """`verdict`: approve (True), reject (False) or request a step-up (None)."""
     from signgate.client import GatewayClient
 
     settings = get_settings()
@@ -245,7 +246,11 @@ def _review(session_id: str, approve: bool, reason: str, api_key: str | None) ->
     async def main() -> str:
         key = api_key or settings.api_key_for("reviewer")
         async with GatewayClient(settings.gateway_url, key) as client:
-            return (await client.review(session_id, approve, reason)).model_dump_json()
+            if verdict is None:
+                outcome = await client.request_step_up(session_id, reason)
+            else:
+                outcome = await client.review(session_id, verdict, reason)
+            return outcome.model_dump_json()
 
     try:
         print(asyncio.run(main()))
@@ -272,6 +277,14 @@ def review_reject(
 ) -> None:
     """Reject a session awaiting review (a reason is mandatory)."""
     _review(session_id, False, reason, api_key)
+
+
+@review_app.command("step-up")
+def review_step_up(
+    session_id: str, reason: Annotated[str, typer.Option()], api_key: ApiKeyOption = None
+) -> None:
+    """Ask for a fresh capture instead of a verdict (once per session; a reason is mandatory)."""
+    _review(session_id, None, reason, api_key)
 
 
 @audit_app.command("verify")

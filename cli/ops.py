@@ -157,7 +157,9 @@ def show(
     ]
     for u in report.updates:
         detail = f"reviewer {u.reviewer_id} ({u.role})" if u.reviewer_id else ""
-        if u.approve is not None:
+        if u.step_up:
+            detail += " step-up"
+        elif u.approve is not None:
             detail += " approve" if u.approve else " reject"
         rows.append((_dt(u.at), "update", u.name, detail.strip()))
     for row in sorted(rows):

@@ -8,6 +8,7 @@ Temporal errors become refusals here, so routes read like the API they serve.
 from __future__ import annotations
 
 import asyncio
+import unicodedata
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -46,7 +47,7 @@ from signgate.models import (
 )
 from signgate.payload_codec import codec_for
 from signgate.settings import ApiKey, Settings
-from workers.client import TemporalUnreachable, connect_client
+from workers.client import TemporalUnreachable, connect_client, decode_payloads
 
 log = structlog.get_logger("signgate.gateway")
 
@@ -60,6 +61,9 @@ RISK_TIER = SearchAttributeKey.for_keyword("RiskTier")
 TENANT_ID = SearchAttributeKey.for_keyword("TenantId")
 
 REVIEW_STAGES = (Stage.awaiting_review, Stage.escalated)
+# The workflow validator's reason codes an API caller sees as they are (the rest of its
+# refusals are `review_refused`, with the validator's message).
+REVIEW_REFUSAL_REASONS = ("step_up_limit_reached", "step_up_unavailable")
 CAPTURE_STAGES = (Stage.awaiting_capture, Stage.awaiting_step_up)
 
 # The status query answers from the workflow's initial state before its first task has run
@@ -208,6 +212,12 @@ class Sessions:
             await handle.signal("vendor_result", result)
 
     async def review(self, session_id: str, review: ReviewInput) -> ReviewOutcome:
+        """Every reviewer's action goes through here (API, console), so the rules the
+        gateway holds beside the workflow's validator are applied once, for all paths."""
+        if same_person(await self.applicant_of(session_id), review.reviewer_id):
+            raise Refusal(
+                403, "review_own_session", "a reviewer may not decide their own onboarding"
+            )
         handle = await self._handle(session_id)
         try:
             async with _temporal_errors(session_id):
@@ -219,7 +229,10 @@ class Sessions:
             # The validator's refusal (or the handler's) is a message a reviewer can act on.
             cause = err.cause
             message = cause.message if isinstance(cause, ApplicationError) else str(cause)
-            raise Refusal(409, "review_refused", message) from err
+            reason = "review_refused"
+            if isinstance(cause, ApplicationError) and cause.type in REVIEW_REFUSAL_REASONS:
+                reason = cause.type
+            raise Refusal(409, reason, message) from err
         except Refusal as refusal:
             if refusal.reason != "session_not_found":
                 raise
@@ -227,6 +240,25 @@ class Sessions:
             if await self._is_closed(session_id):
                 raise Refusal(409, "review_refused", "session is closed") from refusal
             raise
+
+    async def applicant_of(self, session_id: str) -> str:
+        """The session's subject_ref, from the workflow's own start input (the first history
+        event), so it is the value the session runs with, not one the gateway kept aside."""
+        client = await self._temporal.client()
+        handle = client.get_workflow_handle(workflow_id(session_id))
+        try:
+            async for event in handle.fetch_history_events(page_size=1):
+                payloads = event.workflow_execution_started_event_attributes.input.payloads
+                request = await decode_payloads(client, payloads[:1], OnboardingRequest)
+                if isinstance(request, OnboardingRequest):
+                    return str(request.subject_ref)
+                break
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise Refusal(503, "temporal_unavailable", "the workflow service failed") from err
+        except (ValueError, TypeError):
+            pass  # not an onboarding session's input: the same answer as no session
+        raise session_not_found(session_id)
 
     async def _is_closed(self, session_id: str) -> bool:
         handle = await self._handle(session_id)
@@ -257,3 +289,12 @@ class Sessions:
                 )
         items.sort(key=lambda item: item.start_time)
         return items
+
+
+def same_person(subject_ref: str, principal: str) -> bool:
+    """Compared after NFKC and case folding, so a look-alike spelling is still the same id."""
+
+    def norm(value: str) -> str:
+        return unicodedata.normalize("NFKC", value).casefold().strip()
+
+    return norm(subject_ref) == norm(principal)

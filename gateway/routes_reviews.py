@@ -1,29 +1,25 @@
-"""The reviewer API: the review queue and a reviewer's decision (the workflow's `review` Update).
+"""The reviewer API: the review queue and a reviewer's answer (the workflow's `review` Update).
 
-The gateway authenticates the reviewer, passes the role its key holds (never one the
-caller claims), and refuses a reviewer deciding their own onboarding; the workflow's
-validator decides whether this reviewer may decide this session now (roster, four eyes,
-stage) and says why not. The workflow writes every review to the ledger, naming the
-reviewer, before the review can move the session.
+The gateway authenticates the reviewer and passes the role its key holds (never one the
+caller claims); `Sessions.review` refuses a reviewer deciding their own onboarding, for the
+console too. The workflow's validator decides whether this reviewer may decide this
+session now (roster, four eyes, stage, the one step-up) and says why not. The workflow
+writes every review to the ledger, naming the reviewer, before it can move the session.
 """
 
 from __future__ import annotations
 
-import unicodedata
-from typing import Annotated
+from typing import Annotated, Self
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field
-from temporalio.service import RPCError, RPCStatusCode
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.auth import require
-from gateway.errors import Refusal, session_not_found
-from gateway.onboarding import ReviewQueueItem, workflow_id
+from gateway.onboarding import ReviewQueueItem
 from gateway.routes_sessions import SessionId
 from gateway.state import Gateway, bind_session, gateway_of
 from signgate.api_keys import Caller
-from signgate.models import OnboardingRequest, ReviewInput, ReviewOutcome
-from workers.client import decode_payloads
+from signgate.models import ReviewInput, ReviewOutcome
 
 router = APIRouter(prefix="/v1", tags=["reviews"])
 
@@ -33,10 +29,22 @@ REVIEW_ROLES = ("reviewer", "senior_reviewer")
 
 
 class ReviewBody(BaseModel):
+    """A verdict (`approve`: true or false) or a request for a fresh capture
+    (`step_up`: true, without `approve`), always with a reason."""
+
     model_config = ConfigDict(extra="forbid")
 
-    approve: bool
+    approve: bool | None = None
+    step_up: bool = False
     reason: str = Field(min_length=3, max_length=2000)
+
+    @model_validator(mode="after")
+    def _one_answer(self) -> Self:
+        if self.step_up and self.approve is not None:
+            raise ValueError("send either approve or step_up: true, not both")
+        if not self.step_up and self.approve is None:
+            raise ValueError("approve (true or false) is required, or step_up: true")
+        return self
 
 
 @router.get("/reviews", summary="The review queue. Roles: reviewer, senior_reviewer, ops, admin")
@@ -49,7 +57,10 @@ async def review_queue(
 
 @router.post(
     "/sessions/{session_id}/review",
-    summary="Approve or reject a session in review. Roles: reviewer, senior_reviewer",
+    summary=(
+        "Approve, reject or request a step-up of a session in review."
+        " Roles: reviewer, senior_reviewer"
+    ),
 )
 async def review_session(
     session_id: SessionId,
@@ -60,38 +71,11 @@ async def review_session(
     bind_session(session_id)
     role = key.reviewer_role
     assert role is not None  # require() admitted a reviewer role
-    if _same_person(await _applicant_of(gateway, session_id), key.principal):
-        raise Refusal(403, "review_own_session", "a reviewer may not decide their own onboarding")
     review = ReviewInput(
-        reviewer_id=key.principal, role=role, approve=body.approve, reason=body.reason
+        reviewer_id=key.principal,
+        role=role,
+        approve=bool(body.approve),
+        step_up=body.step_up,
+        reason=body.reason,
     )
     return await gateway.sessions.review(session_id, review)
-
-
-def _same_person(subject_ref: str, principal: str) -> bool:
-    """Compared after NFKC and case folding, so a look-alike spelling is still the same id."""
-
-    def norm(value: str) -> str:
-        return unicodedata.normalize("NFKC", value).casefold().strip()
-
-    return norm(subject_ref) == norm(principal)
-
-
-async def _applicant_of(gateway: Gateway, session_id: str) -> str:
-    """The session's subject_ref, from the workflow's own start input (the first history
-    event), so it is the value the session runs with, not one the gateway kept aside."""
-    client = await gateway.temporal.client()
-    handle = client.get_workflow_handle(workflow_id(session_id))
-    try:
-        async for event in handle.fetch_history_events(page_size=1):
-            payloads = event.workflow_execution_started_event_attributes.input.payloads
-            request = await decode_payloads(client, payloads[:1], OnboardingRequest)
-            if isinstance(request, OnboardingRequest):
-                return str(request.subject_ref)
-            break
-    except RPCError as err:
-        if err.status != RPCStatusCode.NOT_FOUND:
-            raise Refusal(503, "temporal_unavailable", "the workflow service failed") from err
-    except (ValueError, TypeError):
-        pass  # not an onboarding session's input: the same answer as no session
-    raise session_not_found(session_id)

@@ -163,7 +163,14 @@ class GatewayClient:
             await asyncio.sleep(0.2)
 
     async def review(self, session_id: str, approve: bool, reason: str) -> ReviewOutcome:
-        body = {"approve": approve, "reason": reason}
+        return await self._review(session_id, {"approve": approve, "reason": reason})
+
+    async def request_step_up(self, session_id: str, reason: str) -> ReviewOutcome:
+        """Ask for a fresh capture instead of a verdict (once per session; a second one is
+        refused with `step_up_limit_reached`)."""
+        return await self._review(session_id, {"step_up": True, "reason": reason})
+
+    async def _review(self, session_id: str, body: dict[str, Any]) -> ReviewOutcome:
         return ReviewOutcome.model_validate(
             await self._call("POST", f"/v1/sessions/{session_id}/review", json=body)
         )

@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SHA256_HEX = r"^[0-9a-f]{64}$"
 
@@ -237,21 +237,36 @@ class CheckPlan(Frozen):
 
 
 class ReviewInput(Frozen):
-    """Update `review`: a reviewer's decision. The gateway authenticates the reviewer."""
+    """Update `review`: a reviewer's decision. The gateway authenticates the reviewer.
+
+    `step_up` asks for a fresh capture instead of a verdict (then `approve` is False): the
+    saga issues a new challenge and decides again on the new evidence.
+    """
 
     reviewer_id: str = Field(min_length=1)
     role: ReviewerRole
     approve: bool
     reason: str = Field(min_length=3, max_length=2000)
+    step_up: bool = False
+
+    @model_validator(mode="after")
+    def _step_up_is_no_approval(self) -> ReviewInput:
+        if self.step_up and self.approve:
+            raise ValueError("a step-up request is not an approval: send approve=false")
+        return self
 
 
 class ReviewRecord(Frozen):
+    """A reviewer's action as the ledger keeps it: a verdict, or (`step_up`) a request
+    for a fresh capture, which is neither an approval nor a rejection."""
+
     reviewer_id: str
     role: ReviewerRole
     approve: bool
     reason: str
     at: datetime
     ledger: LedgerReceipt | None = None
+    step_up: bool = False
 
 
 class ReviewOutcome(Frozen):
@@ -260,6 +275,7 @@ class ReviewOutcome(Frozen):
     accepted_review: bool
     decision_final: bool
     approvals_needed: int
+    step_up_requested: bool = False
 
 
 # --------------------------------------------------------------------------- ledger + unlock

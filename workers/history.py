@@ -118,6 +118,7 @@ class UpdateSeen(BaseModel):
     reviewer_id: str | None = None
     role: str | None = None
     approve: bool | None = None
+    step_up: bool = False
     completed: bool = False
 
 
@@ -178,6 +179,7 @@ async def history_facts(
                 seen.reviewer_id = review.reviewer_id
                 seen.role = review.role.value
                 seen.approve = review.approve
+                seen.step_up = review.step_up
             updates[seen.update_id] = seen
             facts.updates.append(seen)
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED:

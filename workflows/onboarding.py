@@ -77,6 +77,11 @@ MOTION_CHALLENGE = "motion-challenge"
 MOTION_MOVES = ("turn_left", "turn_right", "look_up")
 # Patch id: the policy's cheap checks run first; a reject on them alone skips the rest.
 CHEAP_FIRST = "cheap-first"
+# Patch id: a reviewer may answer "request step-up" (a fresh capture) instead of a verdict.
+# It spends the session's one step-up (MAX_STEP_UPS, shared with the policy's); before the
+# patch, and once it is spent, the validator refuses it (`step_up_unavailable`,
+# `step_up_limit_reached`).
+REVIEWER_STEP_UP = "reviewer-step-up"
 SKIPPED = "skipped_after_conclusive_cheap_checks"
 # Patch id: the OnboardingStatus search attribute is upserted only for the stages a
 # session can rest in (and `checking`, which covers vendor waits); the one-activity steps
@@ -138,6 +143,13 @@ class OnboardingWorkflow:
         self._reviews: list[ReviewRecord] = []
         self._reviewers_in_flight: set[str] = set()
         self._approvals_needed = 1
+        self._step_ups = 0
+        # Review rounds: a reviewer's step-up ends one; the next (if the new evidence goes
+        # to review again) counts only the verdicts given from `_review_from` on.
+        self._review_round = 0
+        self._review_from = 0
+        self._step_up_allowed = False
+        self._step_up_in_flight = False
         self._timeline: list[TimelineEvent] = []
         self._receipt: LedgerReceipt | None = None
         self._attestation: str | None = None
@@ -157,8 +169,10 @@ class OnboardingWorkflow:
         shadow = self._req.mode is Mode.shadow and workflow.patched(SHADOW_UNGATED)
         # A shadow session does not gate signing, so nobody waits for a reviewer: the
         # would-be decision (even "review") is what gets committed and measured.
-        if decision.action is Action.review and not shadow:
+        while decision.action is Action.review and not shadow:
             decision = await self._await_review(decision)
+            if decision.action is Action.step_up:
+                decision = await self._reviewer_step_up(decision)
 
         self._decision = decision
         self._set_stage(Stage.committing, f"committing {decision.action}")
@@ -184,7 +198,6 @@ class OnboardingWorkflow:
 
     async def _decide_rounds(self, submission: EvidenceSubmission) -> Decision:
         """Seal -> checks -> decide, with at most MAX_STEP_UPS fresh captures."""
-        step_ups = 0
         while True:
             try:
                 sealed = await self._seal(submission)
@@ -192,26 +205,42 @@ class OnboardingWorkflow:
                 return abort.decision
             self._checks = await self._run_checks(sealed, submission)
             await self._record_checks()
-            decision = await self._policy_decision(sealed, step_ups)
+            decision = await self._policy_decision(sealed, self._step_ups)
             self._decision = decision
             if decision.action is not Action.step_up:
                 return decision
-            if step_ups >= MAX_STEP_UPS:
+            if self._step_ups >= MAX_STEP_UPS:
                 # The policy should not ask twice; if it does, a person decides.
                 return _with(decision, Action.review, "step_up_limit_reached")
-            step_ups += 1
-            self._set_stage(Stage.awaiting_step_up, ", ".join(decision.reasons))
-            self._issue_challenge()
-            await self._tell_app(
-                AppEventType.step_up_required,
-                {"reasons": decision.reasons, "challenge_nonce": self._challenge},
-                f":{self._round}",
-            )
-            next_capture = await self._wait_for_capture(self._req.timeouts.step_up_s)
+            next_capture = await self._step_up(decision)
             if next_capture is None:
                 # Safe branch: the person did not recapture in time -> a reviewer decides.
                 return _with(decision, Action.review, "step_up_timeout")
             submission = next_capture
+
+    async def _reviewer_step_up(self, decision: Decision) -> Decision:
+        """A reviewer asked for a fresh capture: decide again on it, as after the policy's
+        step-up (the new round may be accepted, rejected or reviewed again)."""
+        self._decision = decision
+        next_capture = await self._step_up(decision)
+        if next_capture is None:
+            # Safe branch: a reviewer found the evidence insufficient and the person sent
+            # nothing better in time: nobody signs on the old evidence.
+            return _with(decision, Action.reject, "step_up_timeout", "timeout")
+        return await self._decide_rounds(next_capture)
+
+    async def _step_up(self, decision: Decision) -> EvidenceSubmission | None:
+        """Spend the session's step-up: a fresh challenge, the app told, the capture awaited
+        (None when the step-up timeout passes first)."""
+        self._step_ups += 1
+        self._set_stage(Stage.awaiting_step_up, ", ".join(decision.reasons))
+        self._issue_challenge()
+        await self._tell_app(
+            AppEventType.step_up_required,
+            {"reasons": decision.reasons, "challenge_nonce": self._challenge},
+            f":{self._round}",
+        )
+        return await self._wait_for_capture(self._req.timeouts.step_up_s)
 
     # ------------------------------------------------------------------ steps
 
@@ -389,11 +418,16 @@ class OnboardingWorkflow:
         """A person decides. SLA timeout escalates; the final timeout rejects."""
         # Overriding a red-tier signal takes four eyes, one of them senior.
         self._approvals_needed = 2 if policy_decision.tier is RiskTier.red else 1
+        # A new round of review: verdicts on earlier evidence no longer count.
+        self._review_round += 1
+        self._review_from = len(self._reviews)
+        self._reviewers_in_flight = set()
+        self._step_up_allowed = workflow.patched(REVIEWER_STEP_UP) and self._step_ups < MAX_STEP_UPS
         self._set_stage(Stage.awaiting_review, ", ".join(policy_decision.reasons))
         timeouts = self._req.timeouts
         try:
             await workflow.wait_condition(
-                self._review_settled,
+                self._review_over,
                 timeout=timedelta(seconds=timeouts.review_sla_s),
                 timeout_summary="review SLA",
             )
@@ -402,7 +436,7 @@ class OnboardingWorkflow:
             remaining = max(1, timeouts.review_final_s - timeouts.review_sla_s)
             try:
                 await workflow.wait_condition(
-                    self._review_settled,
+                    self._review_over,
                     timeout=timedelta(seconds=remaining),
                     timeout_summary="final review timeout",
                 )
@@ -411,13 +445,29 @@ class OnboardingWorkflow:
                 return _with(policy_decision, Action.reject, "review_timeout", "timeout")
         return self._review_decision(policy_decision)
 
+    def _verdicts(self) -> list[ReviewRecord]:
+        """This review round's approvals and rejections (not step-up requests)."""
+        return [r for r in self._reviews[self._review_from :] if not r.step_up]
+
+    def _step_up_requested(self) -> bool:
+        return any(r.step_up for r in self._reviews[self._review_from :])
+
+    def _verdicts_in_flight(self) -> bool:
+        return len(self._reviewers_in_flight) > len(self._verdicts())
+
+    def _review_over(self) -> bool:
+        """A verdict is complete, or a reviewer's step-up request is on the ledger."""
+        if self._step_up_in_flight:
+            return False
+        return self._step_up_requested() or self._review_settled()
+
     def _review_settled(self) -> bool:
-        if any(not r.approve for r in self._reviews):
+        if any(not r.approve for r in self._verdicts()):
             return True
         return self._approvals_complete()
 
     def _approvals_complete(self) -> bool:
-        approvers = [r for r in self._reviews if r.approve]
+        approvers = [r for r in self._verdicts() if r.approve]
         if len({r.reviewer_id for r in approvers}) < self._approvals_needed:
             return False
         if self._approvals_needed > 1:
@@ -425,10 +475,14 @@ class OnboardingWorkflow:
         return True
 
     def _review_decision(self, policy_decision: Decision) -> Decision:
-        by = ",".join(f"reviewer:{r.reviewer_id}" for r in self._reviews)
-        rejecting = [r for r in self._reviews if not r.approve]
+        by = ",".join(f"reviewer:{r.reviewer_id}" for r in self._verdicts())
+        rejecting = [r for r in self._verdicts() if not r.approve]
         if rejecting:
             return _with(policy_decision, Action.reject, "reviewer_rejected", by)
+        asking = [r for r in self._reviews[self._review_from :] if r.step_up]
+        if asking:
+            who = f"reviewer:{asking[0].reviewer_id}"
+            return _with(policy_decision, Action.step_up, "reviewer_step_up", who)
         if not self._sealed:
             # Nothing sealed means nothing an attestation could point at.
             return _with(policy_decision, Action.reject, "evidence_not_sealed", by)
@@ -537,8 +591,12 @@ class OnboardingWorkflow:
 
     @workflow.update(name="review")
     async def review(self, review: ReviewInput) -> ReviewOutcome:
+        # Updates validated in the same activation: the handler that starts second loses.
+        if review.step_up:
+            return await self._record_step_up(review)
+        if self._step_up_in_flight:
+            raise ApplicationError("a step-up was requested", type="review_step_up_requested")
         if review.reviewer_id in self._reviewers_in_flight:
-            # Two updates validated in the same activation: the second one loses.
             raise ApplicationError("reviewer already reviewed", type="review_duplicate")
         self._reviewers_in_flight.add(review.reviewer_id)
         record = ReviewRecord(
@@ -549,24 +607,61 @@ class OnboardingWorkflow:
             at=workflow.now(),
         )
         # The reviewer's action is on the ledger before it can move the saga.
-        receipt = await workflow.execute_activity(
+        receipt = await self._append_review(record)
+        self._reviews.append(record.model_copy(update={"ledger": receipt}))
+        verb = "approved" if review.approve else "rejected"
+        self._note(f"{review.reviewer_id} ({review.role.value}) {verb}: {review.reason}")
+        settled = self._review_settled()
+        approved = sum(r.approve for r in self._verdicts())
+        needed = 0 if settled else self._approvals_needed - approved
+        return ReviewOutcome(accepted_review=True, decision_final=settled, approvals_needed=needed)
+
+    async def _record_step_up(self, review: ReviewInput) -> ReviewOutcome:
+        """A reviewer asks for a fresh capture. It is on the ledger before it moves the
+        saga; while it is being written, no verdict can start (and the other way round)."""
+        if self._step_up_in_flight or self._step_up_requested() or self._verdicts_in_flight():
+            raise ApplicationError("another review is being recorded", type="review_duplicate")
+        self._step_up_in_flight = True
+        record = ReviewRecord(
+            reviewer_id=review.reviewer_id,
+            role=review.role,
+            approve=False,
+            reason=review.reason,
+            at=workflow.now(),
+            step_up=True,
+        )
+        try:
+            receipt = await self._append_review(record)
+            self._reviews.append(record.model_copy(update={"ledger": receipt}))
+        finally:
+            self._step_up_in_flight = False
+        self._note(
+            f"{review.reviewer_id} ({review.role.value}) requested a step-up: {review.reason}"
+        )
+        return ReviewOutcome(
+            accepted_review=True, decision_final=False, approvals_needed=0, step_up_requested=True
+        )
+
+    async def _append_review(self, record: ReviewRecord) -> LedgerReceipt:
+        # One entry per reviewer and round of review (and one for a step-up request), so a
+        # retried activity never duplicates it and a later round is never swallowed.
+        key = f"{self._req.session_id}:review:{record.reviewer_id}"
+        if self._review_round > 1:
+            key += f":{self._review_round}"
+        if record.step_up:
+            key += ":step_up"
+        return await workflow.execute_activity(
             "append_ledger",
             LedgerAppend(
                 session_id=self._req.session_id,
                 entry_type="review",
-                idempotency_key=f"{self._req.session_id}:review:{review.reviewer_id}",
+                idempotency_key=key,
                 body=record.model_dump(mode="json"),
             ),
             result_type=LedgerReceipt,
             start_to_close_timeout=LEDGER_TIMEOUT,
             retry_policy=DURABLE_RETRY,
         )
-        self._reviews.append(record.model_copy(update={"ledger": receipt}))
-        verb = "approved" if review.approve else "rejected"
-        self._note(f"{review.reviewer_id} ({review.role.value}) {verb}: {review.reason}")
-        settled = self._review_settled()
-        needed = 0 if settled else self._approvals_needed - sum(r.approve for r in self._reviews)
-        return ReviewOutcome(accepted_review=True, decision_final=settled, approvals_needed=needed)
 
     @review.validator
     def validate_review(self, review: ReviewInput) -> None:
@@ -574,14 +669,19 @@ class OnboardingWorkflow:
             raise ValueError(f"session is not awaiting review (stage: {self._stage.value})")
         if self._review_settled():
             raise ValueError("review already settled")
+        if self._step_up_in_flight or self._step_up_requested():
+            raise ValueError("a reviewer has asked for a fresh capture")
         known_role = self._req.reviewers.get(review.reviewer_id)
         if known_role is None:
             raise ValueError(f"unknown reviewer {review.reviewer_id!r}")
         if known_role is not review.role:
             raise ValueError(f"reviewer {review.reviewer_id!r} does not hold role {review.role}")
+        if review.step_up:
+            self._validate_step_up()
+            return
         if review.reviewer_id in self._reviewers_in_flight:
             raise ValueError(f"reviewer {review.reviewer_id!r} already reviewed this session")
-        approvals = [r for r in self._reviews if r.approve]
+        approvals = [r for r in self._verdicts() if r.approve]
         last_approval = len(approvals) + 1 == self._approvals_needed > 1
         no_senior_yet = not any(r.role is ReviewerRole.senior_reviewer for r in approvals)
         if review.approve and last_approval and no_senior_yet:
@@ -589,6 +689,22 @@ class OnboardingWorkflow:
                 raise ValueError(
                     "the second approval of a red-tier session needs a senior_reviewer"
                 )
+
+    def _validate_step_up(self) -> None:
+        """At most MAX_STEP_UPS fresh captures per session, the policy's included: once it
+        is spent, a reviewer decides on the evidence there is (approve or reject)."""
+        if self._step_ups >= MAX_STEP_UPS:
+            raise ApplicationError(
+                "this session already had its one step-up: approve or reject",
+                type="step_up_limit_reached",
+            )
+        if not self._step_up_allowed:
+            raise ApplicationError(
+                "this session started before reviewers could request a step-up",
+                type="step_up_unavailable",
+            )
+        if self._verdicts_in_flight():
+            raise ValueError("another review is being recorded: reload and try again")
 
     @workflow.query(name="status")
     def status(self) -> OnboardingStatus:

@@ -19,6 +19,7 @@ from fastapi.responses import Response
 from gateway.console.frames import FrameCache, key_frames
 from gateway.errors import Refusal
 from signgate.evidence import EvidenceStore, parse_object_key
+from signgate.hashing import sha256_hex
 from signgate.models import ArtifactKind
 
 IMAGE_KINDS = (ArtifactKind.selfie, ArtifactKind.id_front, ArtifactKind.id_back)
@@ -88,6 +89,14 @@ async def media_response(
     key, variant = str(claims.get("key", "")), str(claims.get("v", ""))
     if variant == "raw":
         data = await asyncio.to_thread(_read_still, store, key)
+    elif variant == "heatmap":
+        # Named by a check's explanation (see heatmaps.py): serve it only as the very bytes
+        # that were named, and only as a PNG.
+        data = await asyncio.to_thread(_read_still, store, key)
+        if sha256_hex(data) != claims.get("sha"):
+            raise Refusal(409, "evidence_hash_mismatch", "the stored heatmap is not the one named")
+        if image_type(data[:16]) != "image/png":
+            raise Refusal(415, "media_not_displayable", "this heatmap is not a PNG")
     elif variant.startswith("frame:") and variant[6:].isdigit():
         stills = await asyncio.to_thread(video_frames, store, frames, key)
         index = int(variant[6:])

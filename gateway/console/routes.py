@@ -18,6 +18,7 @@ from fastapi.templating import Jinja2Templates
 
 from gateway.console import views
 from gateway.console.evidence import latest_artifacts
+from gateway.console.heatmaps import heatmap_refs
 from gateway.console.login import (
     MEDIA_TTL_S,
     Reviewer,
@@ -33,7 +34,7 @@ from gateway.routes_sessions import SessionId
 from gateway.state import Gateway, bind_session, gateway_of
 from signgate.envelope import EvidenceErased
 from signgate.evidence import EvidenceMissing
-from signgate.models import ArtifactKind, ArtifactRef, ReviewInput
+from signgate.models import ArtifactKind, ArtifactRef, CheckResult, ReviewInput
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -42,7 +43,12 @@ templates.env.filters["score"] = lambda v: "-" if v is None else f"{v:.2f}"
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
-NOTICES = {"approved": "Your approval is recorded.", "rejected": "Your rejection is recorded."}
+NOTICES = {
+    "approved": "Your approval is recorded.",
+    "rejected": "Your rejection is recorded.",
+    "step_up": "Your step-up request is recorded: the person is asked for a fresh capture.",
+}
+DONE = {"approve": "approved", "reject": "rejected", "step_up": "step_up"}
 GatewayDep = Annotated[Gateway, Depends(gateway_of)]
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
@@ -146,13 +152,15 @@ async def render_session(
     status = await gateway.sessions.status(session_id)
     artifacts = await latest_artifacts(gateway.temporal, session_id)
     policy = views.policy_view(status.decision)
+    media = await _media_links(request, gateway, session_id, artifacts)
     return page(
         request,
         "session.html",
         status_code,
         reviewer=reviewer,
         status=status,
-        media=await _media_links(request, gateway, session_id, artifacts),
+        media=media,
+        heatmaps=_heatmap_links(request, session_id, status.checks),
         policy=policy,
         rows=views.check_rows(status.checks, policy.loaded if policy else None),
         four_eyes=views.four_eyes(status),
@@ -199,6 +207,26 @@ async def _media_links(
     return links
 
 
+def _heatmap_links(
+    request: Request, session_id: str, checks: list[CheckResult]
+) -> list[dict[str, str]]:
+    """(label, signed URL) for each heatmap the session's checks name: the same short-lived
+    links as the photos; the variant makes the media route re-hash the bytes it serves."""
+    signer = console_of(request).signer
+    return [
+        {
+            "label": ref.label,
+            "url": "/console/media/"
+            + signer.sign(
+                "media",
+                MEDIA_TTL_S,
+                {"sid": session_id, "sha": ref.sha256, "key": ref.object_key, "v": "heatmap"},
+            ),
+        }
+        for ref in heatmap_refs(checks, session_id)
+    ]
+
+
 @router.get("/media/{token}")
 async def media(token: str, request: Request, gateway: GatewayDep) -> Response:
     if current_reviewer(request) is None:
@@ -224,28 +252,30 @@ async def review(
     if not reviewer.csrf_ok(csrf):
         raise Refusal(403, "console_csrf_invalid", "reload the page and try again")
     reason = reason.strip()
-    if decision not in ("approve", "reject") or len(reason) < 3:
+    if decision not in DONE or len(reason) < 3:
         return await render_session(
             request,
             gateway,
             reviewer,
             session_id,
             422,
-            error="choose approve or reject and give a reason (at least 3 characters)",
+            error="choose approve, reject or step-up and give a reason (at least 3 characters)",
         )
-    verdict = ReviewInput(
+    answer = ReviewInput(
         reviewer_id=reviewer.principal,
         role=reviewer.role,
         approve=decision == "approve",
+        step_up=decision == "step_up",
         reason=reason,
     )
     try:
-        await gateway.sessions.review(session_id, verdict)
+        await gateway.sessions.review(session_id, answer)
     except Refusal as refusal:
         return await render_session(
             request, gateway, reviewer, session_id, refusal.http_status, error=refusal.message
         )
-    done = "approved" if verdict.approve else "rejected"
     return RedirectResponse(
-        f"/console/sessions/{session_id}?notice={done}", status_code=303, headers=SECURITY_HEADERS
+        f"/console/sessions/{session_id}?notice={DONE[decision]}",
+        status_code=303,
+        headers=SECURITY_HEADERS,
     )

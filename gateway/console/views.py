@@ -53,6 +53,8 @@ class FourEyes:
     approved_by: list[str]
     rejected_by: list[str]
     pending: list[str] = field(default_factory=list)
+    step_up_by: list[str] = field(default_factory=list)  # who asked for a fresh capture
+    step_up_open: bool = True  # the session's one step-up is not spent yet (as far as shown)
 
 
 def policy_view(decision: Decision | None) -> PolicyView | None:
@@ -97,11 +99,14 @@ def check_rows(checks: list[CheckResult], policy: Policy | None) -> list[CheckRo
 
 
 def four_eyes(status: OnboardingStatus) -> FourEyes:
-    """Mirrors the workflow's rule: a red-tier review needs two approvers, one senior."""
+    """Mirrors the workflow's rule: a red-tier review needs two approvers, one senior.
+    Verdicts given before a reviewer's step-up were on older evidence: they no longer count."""
     red = status.decision is not None and status.decision.tier is RiskTier.red
     needed = 2 if red else 1
-    approvers = [r for r in status.reviews if r.approve]
-    rejecters = [r for r in status.reviews if not r.approve]
+    asked = [n for n, r in enumerate(status.reviews) if r.step_up]
+    current = status.reviews[asked[-1] + 1 :] if asked else status.reviews
+    approvers = [r for r in current if r.approve]
+    rejecters = [r for r in current if not r.approve and not r.step_up]
     has_senior = any(r.role is ReviewerRole.senior_reviewer for r in approvers)
     pending: list[str] = []
     if not rejecters:
@@ -116,6 +121,8 @@ def four_eyes(status: OnboardingStatus) -> FourEyes:
         approved_by=[f"{r.reviewer_id} ({r.role.value})" for r in approvers],
         rejected_by=[f"{r.reviewer_id} ({r.role.value})" for r in rejecters],
         pending=pending,
+        step_up_by=[f"{r.reviewer_id} ({r.role.value})" for r in status.reviews if r.step_up],
+        step_up_open=not asked and status.round < 2,
     )
 
 

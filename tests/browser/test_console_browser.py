@@ -51,8 +51,11 @@ DOCS = ROOT / "docs"
 ARTIFACTS = ROOT / "var" / "test-artifacts" / "console"
 
 
-def face() -> Image.Image:
-    return Image.fromarray(skimage_data.astronaut()).crop((120, 0, 420, 300))
+def face(photo: str = "astronaut") -> Image.Image:
+    """A public-domain photo from scikit-image. Each session needs its own: a capture seen
+    in another session (exactly or perceptually) is rejected as a replay."""
+    image = Image.fromarray(getattr(skimage_data, photo)()).convert("RGB")
+    return image.crop((120, 0, 420, 300))
 
 
 def jpeg(image: Image.Image) -> bytes:
@@ -61,9 +64,9 @@ def jpeg(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def id_card() -> bytes:
+def id_card(photo: str = "astronaut") -> bytes:
     card = Image.new("RGB", (480, 300), (226, 232, 240))
-    card.paste(face().resize((150, 150)), (24, 70))
+    card.paste(face(photo).resize((150, 150)), (24, 70))
     draw = ImageDraw.Draw(card)
     draw.rectangle((0, 0, 480, 44), fill=(30, 64, 175))
     draw.text((24, 14), "IDENTITY CARD  (test specimen)", fill=(255, 255, 255))
@@ -72,10 +75,10 @@ def id_card() -> bytes:
     return jpeg(card)
 
 
-def liveness_video(directory: Path) -> bytes:
+def liveness_video(directory: Path, photo: str = "astronaut") -> bytes:
     """Two seconds of the face turning slightly (a real MP4 video, decodable by OpenCV)."""
     path = directory / "liveness.mp4"
-    base = np.asarray(face())[:, :, ::-1]
+    base = np.ascontiguousarray(np.asarray(face(photo))[:, :, ::-1])
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (300, 300))
     assert writer.isOpened()
     for index in range(20):
@@ -111,15 +114,15 @@ async def browser() -> AsyncIterator[Browser]:
             await chromium.close()
 
 
-async def borderline_session(settings: Settings) -> str:
+async def borderline_session(settings: Settings, photo: str = "astronaut") -> str:
     async with GatewayClient(settings.gateway_url, settings.api_key_for("app")) as app:
         created = await app.start_session("browser-user", "sign:lease")
         sid = created.session_id
         with tempfile.TemporaryDirectory() as tmp:
             media = {
-                ArtifactKind.selfie: (jpeg(face()), "image/jpeg"),
-                ArtifactKind.id_front: (id_card(), "image/jpeg"),
-                ArtifactKind.liveness_video: (liveness_video(Path(tmp)), "video/mp4"),
+                ArtifactKind.selfie: (jpeg(face(photo)), "image/jpeg"),
+                ArtifactKind.id_front: (id_card(photo), "image/jpeg"),
+                ArtifactKind.liveness_video: (liveness_video(Path(tmp), photo), "video/mp4"),
             }
         refs = [await app.upload(sid, kind, body, ctype) for kind, (body, ctype) in media.items()]
         capture = CaptureMetadata(challenge_nonce=created.challenge_nonce, scenario="borderline")
@@ -196,4 +199,30 @@ async def test_a_reviewer_approves_the_borderline_session_in_the_browser(
     assert queue_png.stat().st_size > 10_000 and session_png.stat().st_size > 10_000
     if os.environ.get("SIGNGATE_UPDATE_DOCS") == "1":
         shutil.copyfile(session_png, DOCS / "console-session.png")
+    await page.close()
+
+
+async def test_a_reviewer_requests_a_step_up_in_the_browser(
+    stack: Settings, browser: Browser
+) -> None:
+    sid = await borderline_session(stack, "camera")
+    base = stack.gateway_url
+    page = await browser.new_page(viewport={"width": 1360, "height": 900})
+    page.set_default_timeout(20_000)
+    await page.goto(f"{base}/console/login")
+    await page.fill("#api_key", stack.api_key_for("senior_reviewer"))
+    await page.click("button[type=submit]")
+    await expect(page).to_have_url(f"{base}/console/queue")
+
+    await page.goto(f"{base}/console/sessions/{sid}")
+    await page.check("input[value=step_up]")
+    await page.fill("#reason", "the selfie is too dark to compare: capture again")
+    await page.click("form.review button[type=submit]")
+    await expect(page.get_by_role("status")).to_contain_text("asked for a fresh capture")
+    await expect(page.get_by_test_id("four-eyes")).to_contain_text(
+        "Step-up requested by: rev-bob (senior_reviewer)"
+    )
+    async with GatewayClient(base, stack.api_key_for("app")) as app:
+        status = await app.wait_for(sid, {Stage.awaiting_step_up}, timeout_s=30)
+    assert status.pending == ["capture"] and status.reviews[0].step_up
     await page.close()

@@ -223,3 +223,79 @@ async def test_an_unknown_session_is_not_found(console_url: str) -> None:
         response = await http.get("/console/sessions/no-such-session-1")
     assert response.status_code == 404
     assert response.json()["error"]["reason"] == "session_not_found"
+
+
+def form_token(page: httpx.Response) -> str:
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text)
+    assert csrf is not None, page.text[-500:]
+    return csrf[1]
+
+
+async def test_a_reviewer_requests_a_step_up_from_the_session_page(
+    gw: GatewayStack, console_url: str
+) -> None:
+    sid = await session_in_review(gw, "borderline")
+    url = f"/console/sessions/{sid}/review"
+    async with logged_in(console_url) as http:
+        page = await http.get(f"/console/sessions/{sid}")
+        assert 'name="decision" value="step_up"' in page.text  # the third answer
+        csrf = form_token(page)
+        no_token = await http.post(url, data={"decision": "step_up", "reason": "blurred jaw"})
+        assert no_token.status_code == 403
+        blank = await http.post(url, data={"decision": "step_up", "reason": "", "csrf": csrf})
+        assert blank.status_code == 422 and "give a reason" in blank.text
+        done = await http.post(
+            url, data={"decision": "step_up", "reason": "blurred jaw", "csrf": csrf}
+        )
+        assert done.status_code == 303
+        assert done.headers["location"] == f"/console/sessions/{sid}?notice=step_up"
+        status = await gw.wait_for_stage(sid, Stage.awaiting_step_up)
+        assert [(r.reviewer_id, r.step_up, r.reason) for r in status.reviews] == [
+            ("rev-alice", True, "blurred jaw")
+        ]
+        after = await http.get(done.headers["location"])
+    assert "the person is asked for a fresh capture" in after.text
+    assert "rev-alice (reviewer) requested a step-up: “blurred jaw”" in after.text
+    assert "Step-up requested by: rev-alice (reviewer)" in after.text
+    assert 'name="csrf"' not in after.text  # awaiting the capture: nothing to review
+
+
+async def test_a_spent_step_up_is_not_offered_and_refused_if_forced(
+    gw: GatewayStack, console_url: str
+) -> None:
+    created = await gw.create_session()
+    sid = created["session_id"]
+    await gw.capture(sid, created["challenge_nonce"], "poor_capture")
+    stepped = await gw.wait_for_stage(sid, Stage.awaiting_step_up)  # the policy's step-up
+    await gw.capture(sid, stepped.challenge_nonce, "poor_capture")
+    await gw.wait_for_stage(sid, Stage.awaiting_review)
+    async with logged_in(console_url) as http:
+        page = await http.get(f"/console/sessions/{sid}")
+        assert 'value="step_up"' not in page.text
+        forced = await http.post(
+            f"/console/sessions/{sid}/review",
+            data={"decision": "step_up", "reason": "once more", "csrf": form_token(page)},
+        )
+    assert forced.status_code == 409
+    assert "already had its one step-up" in forced.text
+    assert (await gw.status(sid)).reviews == []
+
+
+async def test_a_reviewer_cannot_decide_their_own_onboarding_in_the_console(
+    gw: GatewayStack, console_url: str
+) -> None:
+    created = await gw.create_session(subject_ref="Rev-Alice")  # rev-alice, case folded
+    sid = created["session_id"]
+    await gw.capture(sid, created["challenge_nonce"], "borderline")
+    await gw.wait_for_stage(sid, Stage.awaiting_review)
+    async with logged_in(console_url) as http:
+        csrf = form_token(await http.get(f"/console/sessions/{sid}"))
+        for decision in ("approve", "step_up"):
+            refused = await http.post(
+                f"/console/sessions/{sid}/review",
+                data={"decision": decision, "reason": "it is me, fine", "csrf": csrf},
+            )
+            assert refused.status_code == 403
+            assert "may not decide their own onboarding" in refused.text
+    status = await gw.status(sid)
+    assert status.stage is Stage.awaiting_review and status.reviews == []

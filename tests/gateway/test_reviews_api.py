@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from signgate.models import Stage
+import pytest
+
+from signgate.client import GatewayClient, GatewayError
+from signgate.models import Action, Stage
 from tests.gateway.conftest import APP_KEY, OPS_KEY, REVIEWER_KEY, SENIOR_KEY, GatewayStack
 from tests.gateway.test_sessions_api import error_reason
 
@@ -99,6 +102,7 @@ async def test_red_tier_override_takes_a_second_senior_approval(gw: GatewayStack
         "accepted_review": True,
         "decision_final": False,
         "approvals_needed": 1,
+        "step_up_requested": False,
     }
     again = await review(gw, REVIEWER_KEY, sid, APPROVE)
     assert again.status_code == 409
@@ -118,3 +122,82 @@ async def test_red_tier_override_takes_a_second_senior_approval(gw: GatewayStack
     late = await review(gw, SENIOR_KEY, sid, APPROVE)
     assert late.status_code == 409
     assert error_reason(late) == "review_refused"
+
+
+async def test_a_reviewer_step_up_asks_for_a_fresh_capture_that_decides_again(
+    gw: GatewayStack,
+) -> None:
+    sid = await session_in_review(gw, "borderline")
+    first = await gw.status(sid)
+    async with GatewayClient(gw.base_url, REVIEWER_KEY) as reviewer:
+        outcome = await reviewer.request_step_up(sid, "selfie blurred: capture again")
+    assert outcome.step_up_requested and not outcome.decision_final
+
+    status = await gw.wait_for_stage(sid, Stage.awaiting_step_up)
+    assert status.challenge_nonce != first.challenge_nonce
+    assert status.decision is not None and status.decision.action is Action.step_up
+    [asked] = status.reviews
+    assert (asked.reviewer_id, asked.step_up, asked.approve) == ("rev-alice", True, False)
+    assert asked.ledger is not None and asked.ledger.entry_type == "review"
+    # The app sees the fresh challenge in its status and captures again.
+    async with gw.http(APP_KEY) as http:
+        seen = (await http.get(f"/v1/sessions/{sid}")).json()
+    assert seen["stage"] == "awaiting_step_up" and seen["pending"] == ["capture"]
+    await gw.capture(sid, seen["challenge_nonce"], "bona_fide")
+    done = await gw.wait_for_stage(sid, Stage.accepted, Stage.rejected)
+    assert done.stage is Stage.accepted and done.attestation is not None
+
+
+async def test_a_second_step_up_is_409_step_up_limit_reached(gw: GatewayStack) -> None:
+    created = await gw.create_session()
+    sid = created["session_id"]
+    await gw.capture(sid, created["challenge_nonce"], "poor_capture")
+    stepped = await gw.wait_for_stage(sid, Stage.awaiting_step_up)  # the policy's step-up
+    await gw.capture(sid, stepped.challenge_nonce, "poor_capture")
+    await gw.wait_for_stage(sid, Stage.awaiting_review)
+
+    response = await review(gw, SENIOR_KEY, sid, {"step_up": True, "reason": "still blurred"})
+    assert response.status_code == 409
+    assert error_reason(response) == "step_up_limit_reached"
+    assert "approve or reject" in response.json()["error"]["message"]
+    async with GatewayClient(gw.base_url, REVIEWER_KEY) as reviewer:
+        with pytest.raises(GatewayError) as refused:
+            await reviewer.request_step_up(sid, "one more try")
+    assert refused.value.reason == "step_up_limit_reached"
+    assert (await gw.status(sid)).stage is Stage.awaiting_review
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"approve": True, "step_up": True, "reason": "both at once"},
+        {"approve": False, "step_up": True, "reason": "both at once"},
+        {"reason": "neither verdict nor step-up"},
+        {"step_up": True, "reason": ""},
+    ],
+)
+async def test_a_review_must_be_one_verdict_or_a_step_up_with_a_reason(
+    gw: GatewayStack, body: dict[str, Any]
+) -> None:
+    response = await review(gw, REVIEWER_KEY, "abcdefgh1234", body)
+    assert response.status_code == 422
+    assert error_reason(response) == "request_invalid"
+
+
+async def test_signgate_review_step_up_asks_for_a_fresh_capture(gw: GatewayStack) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    sid = await session_in_review(gw, "borderline")
+    env = {**os.environ, "SIGNGATE_GATEWAY_PORT": str(gw.settings.gateway_port)}
+    command = [sys.executable, "-m", "cli", "review", "step-up", sid, "--reason", "blurred"]
+    run = await asyncio.create_subprocess_exec(
+        *command, "--api-key", SENIOR_KEY, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(run.communicate(), timeout=60)
+    assert run.returncode == 0, err.decode()
+    assert json.loads(out)["step_up_requested"] is True
+    status = await gw.wait_for_stage(sid, Stage.awaiting_step_up)
+    assert [(r.reviewer_id, r.step_up) for r in status.reviews] == [("rev-bob", True)]

@@ -100,6 +100,25 @@ def test_red_needs_two_approvers_one_senior() -> None:
     assert rejected.pending == [] and rejected.rejected_by == ["rev-alice (reviewer)"]
 
 
+def test_verdicts_before_a_reviewer_step_up_no_longer_count() -> None:
+    alice = ("rev-alice", ReviewerRole.reviewer, True)
+    shown = status(RiskTier.red, alice)
+    asked = ReviewRecord(
+        reviewer_id="rev-bob",
+        role=ReviewerRole.senior_reviewer,
+        approve=False,
+        step_up=True,
+        reason="blurred",
+        at=AT,
+    )
+    view = four_eyes(shown.model_copy(update={"reviews": [*shown.reviews, asked], "round": 2}))
+    assert view.approved_by == [] and view.rejected_by == []  # the step-up is no rejection
+    assert view.step_up_by == ["rev-bob (senior_reviewer)"]
+    assert view.pending == ["2 more approvals", "a senior reviewer's approval"]
+    assert not view.step_up_open
+    assert four_eyes(shown).step_up_open
+
+
 def test_sla_left_counts_from_the_start_and_goes_negative_when_overdue() -> None:
     assert sla_left(AT, 3600, now=AT + timedelta(minutes=15)) == timedelta(minutes=45)
     assert human(sla_left(AT, 60, now=AT + timedelta(minutes=2))) == "-1m 00s"

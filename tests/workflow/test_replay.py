@@ -28,6 +28,7 @@ REQUIRED = {
     "step_up_then_accept",
     "expired_no_capture",
     "shadow_deepfake_unlocked",
+    "reviewer_step_up_then_accept",
 }
 # Our converter: encrypted histories (recorded with the test key) decrypt, and the older
 # plaintext ones pass through the codec untouched.
