@@ -78,6 +78,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     started = datetime.now(UTC)
+    load_at_start = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     quick = args.quick
     levels = [int(x) for x in args.parked.split(",")]
     steps: dict[str, Callable[[], Result]] = {
@@ -102,10 +103,11 @@ def main() -> None:
     ]
     header = (
         f"## Issue 6: orchestration, parallelism, ingest, ledger, parked sessions\n\n"
-        f"Measured {started:%Y-%m-%d %H:%M} UTC by `make bench` on {machine()}. "
-        "**The machine was shared with other engineers' builds and tests while this ran**, "
-        "so absolute rates are noisy and low; the ratios, each against a baseline measured "
-        "in the same run, are what to compare. Plot: `docs/bench.png`.\n\n"
+        f"Measured {started:%Y-%m-%d %H:%M} UTC by `make bench` on {machine()} (load "
+        f"average at the start {load_at_start}). The dev server, the workers, the vendor "
+        "sandbox, the gateway and the driver all share these cores, so absolute rates are "
+        "the machine's; the ratios, each against a baseline measured in the same run, are "
+        "what to compare. Plot: `docs/bench.png`.\n\n"
     )
     body = header + "\n".join(r.markdown() for r in results)
     if args.write:
