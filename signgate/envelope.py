@@ -175,20 +175,26 @@ class FrameEncryptor:
         sink.write(MAGIC + self._prefix)
 
     def write(self, data: bytes) -> None:
-        self._pending.extend(data)
+        self._pending += data
         # Keep at least one byte pending: the final frame is only known at `finish`.
-        while len(self._pending) > FRAME_PLAINTEXT_BYTES:
-            self._frame(bytes(self._pending[:FRAME_PLAINTEXT_BYTES]), final=False)
-            del self._pending[:FRAME_PLAINTEXT_BYTES]
+        # Frames are encrypted from views of the buffer (no copy); it shrinks once after.
+        done = 0
+        with memoryview(self._pending) as view:
+            while len(view) - done > FRAME_PLAINTEXT_BYTES:
+                self._frame(view[done : done + FRAME_PLAINTEXT_BYTES], final=False)
+                done += FRAME_PLAINTEXT_BYTES
+        if done:
+            del self._pending[:done]
 
     def finish(self) -> None:
-        self._frame(bytes(self._pending), final=True)
+        self._frame(self._pending, final=True)
         self._pending.clear()
 
-    def _frame(self, chunk: bytes, final: bool) -> None:
+    def _frame(self, chunk: bytes | bytearray | memoryview, final: bool) -> None:
         nonce = self._prefix + struct.pack(">I", self._counter)
         sealed = self._aead.encrypt(nonce, chunk, _aad(self._object_key, self._counter, final))
-        self._sink.write(struct.pack(">I", len(sealed)) + sealed)
+        self._sink.write(struct.pack(">I", len(sealed)))
+        self._sink.write(sealed)
         self._counter += 1
 
 

@@ -152,3 +152,26 @@ def test_a_round_naming_another_sessions_object_is_not_sealed(
     capture = CaptureMetadata(challenge_nonce="n")
     with pytest.raises(EvidenceKeyInvalid):
         seal_round(store, signer, "sess-mine", 1, [ref], capture, "n")
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        [700_000, 700_000, 700_000],  # frames fill across writes
+        [FRAME_PLAINTEXT_BYTES * 2 + 1],  # one write spanning several frames
+        [FRAME_PLAINTEXT_BYTES, 1, FRAME_PLAINTEXT_BYTES - 1, 5],  # on and around the edges
+    ],
+)
+def test_any_chunking_gives_whole_frames_that_decrypt_to_the_stream(sizes: list[int]) -> None:
+    key = bytes(range(32))
+    data = hashlib.sha256(str(sizes).encode()).digest() * (sum(sizes) // 32 + 1)
+    data = data[: sum(sizes)]
+    chunks, at = [], 0
+    for size in sizes:
+        chunks.append(data[at : at + size])
+        at += size
+    sink = io.BytesIO()
+    encrypt_bytes(key, "k", chunks, sink)
+    assert b"".join(decrypt_frames(key, "k", io.BytesIO(sink.getvalue()))) == data
+    frames = -(-len(data) // FRAME_PLAINTEXT_BYTES)  # ceil: only the last frame is short
+    assert len(sink.getvalue()) == 12 + frames * (4 + 16) + len(data)
