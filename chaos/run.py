@@ -5,6 +5,10 @@ task SIGKILLs a random worker every few seconds and starts a new one, and once, 
 about a third of the sessions have started, the Temporal dev server is SIGKILLed and
 started again on its SQLite file. When every session has settled (or the deadline has
 passed), the invariants in `chaos.invariants` are checked and printed as a table.
+
+Every replacement worker imports the code in the working tree when it starts: leave the
+tree alone while a run is going, or sessions run on a mix of versions and the replay
+invariant reports what was changed, not what is wrong.
 """
 
 from __future__ import annotations
