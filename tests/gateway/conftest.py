@@ -141,6 +141,16 @@ class GatewayStack:
             session_id, lambda s: s.stage in stages, f"stage in {[s.value for s in stages]}"
         )
 
+    async def in_review_with_step_up_spent(self) -> str:
+        """A session whose one step-up the policy used (two poor captures), now in review."""
+        created = await self.create_session()
+        sid = created["session_id"]
+        await self.capture(sid, created["challenge_nonce"], "poor_capture")
+        stepped = await self.wait_for_stage(sid, Stage.awaiting_step_up)
+        await self.capture(sid, stepped.challenge_nonce, "poor_capture")
+        await self.wait_for_stage(sid, Stage.awaiting_review)
+        return str(sid)
+
 
 @asynccontextmanager
 async def gateway_stack(

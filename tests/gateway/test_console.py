@@ -263,12 +263,7 @@ async def test_a_reviewer_requests_a_step_up_from_the_session_page(
 async def test_a_spent_step_up_is_not_offered_and_refused_if_forced(
     gw: GatewayStack, console_url: str
 ) -> None:
-    created = await gw.create_session()
-    sid = created["session_id"]
-    await gw.capture(sid, created["challenge_nonce"], "poor_capture")
-    stepped = await gw.wait_for_stage(sid, Stage.awaiting_step_up)  # the policy's step-up
-    await gw.capture(sid, stepped.challenge_nonce, "poor_capture")
-    await gw.wait_for_stage(sid, Stage.awaiting_review)
+    sid = await gw.in_review_with_step_up_spent()
     async with logged_in(console_url) as http:
         page = await http.get(f"/console/sessions/{sid}")
         assert 'value="step_up"' not in page.text

@@ -149,12 +149,7 @@ async def test_a_reviewer_step_up_asks_for_a_fresh_capture_that_decides_again(
 
 
 async def test_a_second_step_up_is_409_step_up_limit_reached(gw: GatewayStack) -> None:
-    created = await gw.create_session()
-    sid = created["session_id"]
-    await gw.capture(sid, created["challenge_nonce"], "poor_capture")
-    stepped = await gw.wait_for_stage(sid, Stage.awaiting_step_up)  # the policy's step-up
-    await gw.capture(sid, stepped.challenge_nonce, "poor_capture")
-    await gw.wait_for_stage(sid, Stage.awaiting_review)
+    sid = await gw.in_review_with_step_up_spent()
 
     response = await review(gw, SENIOR_KEY, sid, {"step_up": True, "reason": "still blurred"})
     assert response.status_code == 409
