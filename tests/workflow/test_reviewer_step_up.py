@@ -9,7 +9,14 @@ import pytest
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
-from signgate.models import Action, ReviewerRole, ReviewInput, ReviewOutcome, Stage
+from signgate.models import (
+    Action,
+    ReviewerRole,
+    ReviewInput,
+    ReviewOutcome,
+    SessionTimeouts,
+    Stage,
+)
 from tests.support import record_history
 from tests.workflow.conftest import Stack
 from tests.workflow.test_onboarding_saga import in_review, ledger_types, wait_for_stage
@@ -76,13 +83,19 @@ async def test_reviewer_step_up_takes_a_fresh_capture_that_is_then_accepted(stac
 
 
 async def test_a_step_up_nobody_answers_rejects_the_session(stack: Stack) -> None:
-    request, handle = await in_review(stack, "borderline")
+    # A step-up timeout of seconds: the session ends even when the test server does not
+    # skip time (a full run once waited 300 s here for it to skip 600).
+    timeouts = SessionTimeouts(
+        capture_s=600, vendor_webhook_s=120, step_up_s=3, review_sla_s=3600, review_final_s=7200
+    )
+    request, handle = await stack.start(timeouts=timeouts)
+    await stack.submit(handle, request.session_id, "borderline")
+    await wait_for_stage(stack, handle, Stage.awaiting_review)
     await ask_for_step_up(handle)
     await wait_for_stage(stack, handle, Stage.awaiting_step_up)
 
-    # Nobody captures: waiting for the result skips time to the step-up timeout (an explicit
-    # env.sleep over it timed out on a loaded machine in a full run).
-    result = await handle.result()
+    # Nobody captures.
+    result = await asyncio.wait_for(handle.result(), timeout=120)
     assert result.stage is Stage.rejected and result.attestation is None
     assert result.decision is not None and result.decision.action is Action.reject
     assert result.decision.reasons[-2:] == ["reviewer_step_up", "step_up_timeout"]
