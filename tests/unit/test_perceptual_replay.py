@@ -10,8 +10,11 @@ import io
 import sqlite3
 from pathlib import Path
 
+import imagehash
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 from skimage import data
 
@@ -19,7 +22,10 @@ from signgate.detectors.base import Evidence
 from signgate.detectors.replay import (
     DEFAULT_MAX_DISTANCE,
     FLAG_REPLAYED_CAPTURE,
+    ImageHashes,
     PerceptualIndex,
+    _as_int,
+    _matches,
     check_replay,
     image_hashes,
 )
@@ -239,3 +245,16 @@ def test_hashes_of_the_reduced_image_keep_their_distances(
         assert hashes is not None
         assert hashes.phash - reference.phash > 20, other
         assert hashes.dhash - reference.dhash > 20, other
+
+
+@given(
+    st.lists(st.booleans(), min_size=64, max_size=64),
+    st.lists(st.booleans(), min_size=64, max_size=64),
+)
+def test_the_integer_distance_is_imagehash_distance(a: list[bool], b: list[bool]) -> None:
+    """The scan compares stored hex hashes as integers: the same bits as `ImageHash - ImageHash`."""
+    first = imagehash.ImageHash(np.array(a).reshape(8, 8))
+    second = imagehash.ImageHash(np.array(b).reshape(8, 8))
+    stored = [("other", "selfie", "0" * 64, _as_int(str(second)), _as_int(str(second)))]
+    found = _matches(stored, "f" * 64, ImageHashes(first, first), max_distance=64)
+    assert [m.phash_distance for m in found] == [first - second]
