@@ -2,15 +2,18 @@
 doing nothing. The baseline of the orchestration-overhead benchmark.
 
 `record_shape` reads one real auto-accept session's history and keeps, per scheduled
-activity, its name, its input payload, its result payload and the workflow task that
-scheduled it (its *batch*), and the status query's answer. `TwinWorkflow` then replays
-that shape: a `status` query, the `evidence_submitted` signal, then batch after batch
-(e.g. seal -> plan -> the cheap checks -> early decide -> the heavy checks -> ledger
-append -> decide -> commit -> unlock), the activities of a batch in parallel, each a
-`twin_*` activity that is sent the recorded input and returns the recorded output. So the
+activity and per local activity, its name, its input payload, its result payload and the
+workflow task that scheduled it (its *batch*), and the status query's answer.
+`TwinWorkflow` then replays that shape: a `status` query, the `evidence_submitted`
+signal, then batch after batch (today: seal -> the plan as a local activity and the five
+checks -> the checks' results -> ledger append, decide, commit and unlock as local
+activities), the activities of a batch in parallel and its local activities one after
+another (as the saga's commit and unlock must be), each a `twin_*` activity that is sent
+the recorded input and returns the recorded output. A local activity's input never
+leaves the worker and is not in history: its recorded output stands in for it. So the
 bytes through Temporal and the serial/parallel pattern are the saga's, whatever the saga
 schedules; only the work inside the activities, the saga's search-attribute upserts and
-its status-event children (none without a callback URL) are missing.
+patch markers, and its status-event children (none without a callback URL) are missing.
 
 A twin worker: `python -m bench.twin --shape FILE --task-queue Q` (what the benchmark
 starts, 1 or 2 of them, against the same dev server).
@@ -40,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
     from bench.twin_shape import SHAPE
 
 TWIN_WORKFLOW = "BenchNoopTwin"
+LOCAL_ACTIVITY_MARKER = "core_local_activity"
 RETRY = RetryPolicy(maximum_attempts=4)
 
 
@@ -60,13 +64,25 @@ async def record_shape(
     activities: list[dict[str, Any]] = []
     result: Any = None
     async for event in handle.fetch_history_events():
-        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+        marker = event.marker_recorded_event_attributes
+        if marker.marker_name == LOCAL_ACTIVITY_MARKER:
+            data = json.loads(marker.details["data"].payloads[0].data)
+            output = await plain(marker.details["result"].payloads[0])
+            activities.append({
+                "name": data["activity_type"],
+                "batch": marker.workflow_task_completed_event_id,
+                "input": output,  # the input stays in the worker; not in history
+                "output": output,
+                "local": True,
+            })  # fmt: skip
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             attrs = event.activity_task_scheduled_event_attributes
             entry = {
                 "name": attrs.activity_type.name,
                 "batch": attrs.workflow_task_completed_event_id,
                 "input": await plain(attrs.input.payloads[0]),
                 "output": None,
+                "local": False,
             }
             scheduled[event.event_id] = entry
             activities.append(entry)
@@ -101,8 +117,19 @@ class TwinWorkflow:
     async def run(self, request: dict[str, Any]) -> Any:
         await workflow.wait_condition(lambda: self._submission is not None)
         for batch in _batches():
-            await asyncio.gather(*(self._one(recorded) for recorded in batch))
+            remote = [r for r in batch if not r["local"]]
+            local = [r for r in batch if r["local"]]
+            await asyncio.gather(*(self._one(r) for r in remote), self._in_turn(local))
         return SHAPE["result"]
+
+    async def _in_turn(self, local: list[dict[str, Any]]) -> None:
+        for recorded in local:
+            await workflow.execute_local_activity(
+                f"twin_{recorded['name']}",
+                recorded["input"],
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RETRY,
+            )
 
     async def _one(self, recorded: dict[str, Any]) -> Any:
         return await workflow.execute_activity(

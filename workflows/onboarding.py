@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -89,6 +90,12 @@ SKIPPED = "skipped_after_conclusive_cheap_checks"
 # is a visibility write on the server: 3 per auto-accepted session instead of 7.
 SPARSE_STATUS_UPSERTS = "sparse-status-upserts"
 UNPUBLISHED_STAGES = frozenset({Stage.sealing, Stage.deciding, Stage.committing, Stage.unlocking})
+# Patch id: the short idempotent steps (the check plan, the policy's decisions, ledger
+# appends, the commit and the unlock) run as local activities: inside the workflow task
+# that needs them, with no round trip through the server's task queues, their results
+# still in history (as markers). Seal and checks stay activities: they can run minutes,
+# heartbeat, and wait on vendors. Before the patch, every step was an activity.
+LOCAL_STEPS = "local-steps"
 # A vendor may deliver a webhook before the activity that asked for it has returned;
 # such early results wait here. Bounded so a flood of signals cannot bloat history.
 MAX_EARLY_RESULTS = 32
@@ -115,6 +122,8 @@ LEDGER_TIMEOUT = timedelta(seconds=30)
 # activity is retried after this, not after its start-to-close timeout. Scheduling
 # options are not part of replay's determinism checks, so no patch is needed.
 HEARTBEAT_TIMEOUT = timedelta(seconds=10)
+
+T = TypeVar("T")
 
 
 class SagaAbort(Exception):
@@ -310,12 +319,8 @@ class OnboardingWorkflow:
     ) -> list[CheckResult]:
         """The policy's cheap checks first; if the policy already rejects on them and the
         sealing flags, the heavy ones are recorded as skipped (unavailable), never run."""
-        plan = await workflow.execute_activity(
-            "plan_checks",
-            CheckPlanRequest(policy_id=self._req.policy_id),
-            result_type=CheckPlan,
-            start_to_close_timeout=LEDGER_TIMEOUT,
-            retry_policy=DURABLE_RETRY,
+        plan = await self._step(
+            "plan_checks", CheckPlanRequest(policy_id=self._req.policy_id), CheckPlan
         )
         cheap = [r for r in requests if r.kind in plan.cheap_first]
         heavy = [r for r in requests if r.kind not in plan.cheap_first]
@@ -341,7 +346,7 @@ class OnboardingWorkflow:
     ) -> bool:
         """Whether the policy already rejects on the cheap results and the sealing flags
         (it never accepts on them: every required check is needed for that)."""
-        early = await workflow.execute_activity(
+        early = await self._step(
             "decide",
             DecideRequest(
                 session_id=self._req.session_id,
@@ -349,9 +354,7 @@ class OnboardingWorkflow:
                 checks=[t.result() for t in tasks],
                 evidence_flags=sealed.flags,
             ),
-            result_type=Decision,
-            start_to_close_timeout=LEDGER_TIMEOUT,
-            retry_policy=DURABLE_RETRY,
+            Decision,
         )
         if early.action is Action.reject:
             self._note(f"cheap checks conclusive ({', '.join(early.reasons)}): heavy ones skipped")
@@ -400,7 +403,7 @@ class OnboardingWorkflow:
 
     async def _policy_decision(self, sealed: SealedEvidence, step_ups: int) -> Decision:
         self._set_stage(Stage.deciding, f"round {self._round}")
-        return await workflow.execute_activity(
+        return await self._step(
             "decide",
             DecideRequest(
                 session_id=self._req.session_id,
@@ -409,9 +412,7 @@ class OnboardingWorkflow:
                 evidence_flags=sealed.flags,
                 step_ups_done=step_ups,
             ),
-            result_type=Decision,
-            start_to_close_timeout=LEDGER_TIMEOUT,
-            retry_policy=DURABLE_RETRY,
+            Decision,
         )
 
     async def _await_review(self, policy_decision: Decision) -> Decision:
@@ -489,7 +490,7 @@ class OnboardingWorkflow:
         return _with(policy_decision, Action.accept, "reviewer_approved", by)
 
     async def _commit(self, decision: Decision) -> LedgerReceipt:
-        return await workflow.execute_activity(
+        return await self._step(
             "commit_decision",
             CommitRequest(
                 session_id=self._req.session_id,
@@ -500,13 +501,11 @@ class OnboardingWorkflow:
                 merkle_roots=[s.merkle_root for s in self._sealed],
                 reviews=self._reviews,
             ),
-            result_type=LedgerReceipt,
-            start_to_close_timeout=LEDGER_TIMEOUT,
-            retry_policy=DURABLE_RETRY,
+            LedgerReceipt,
         )
 
     async def _unlock(self, decision: Decision, receipt: LedgerReceipt) -> Unlocked:
-        return await workflow.execute_activity(
+        return await self._step(
             "unlock_signing",
             UnlockRequest(
                 session_id=self._req.session_id,
@@ -519,9 +518,7 @@ class OnboardingWorkflow:
                 merkle_root=self._sealed[-1].merkle_root,
                 callback_url=self._req.callback_url,
             ),
-            result_type=Unlocked,
-            start_to_close_timeout=LEDGER_TIMEOUT,
-            retry_policy=DURABLE_RETRY,
+            Unlocked,
         )
 
     async def _expire(self) -> OnboardingResult:
@@ -532,7 +529,7 @@ class OnboardingWorkflow:
         return self._result()
 
     async def _append(self, entry_type: str, key_suffix: str, body: dict[str, object]) -> None:
-        await workflow.execute_activity(
+        await self._step(
             "append_ledger",
             LedgerAppend(
                 session_id=self._req.session_id,
@@ -540,7 +537,24 @@ class OnboardingWorkflow:
                 idempotency_key=f"{self._req.session_id}:{key_suffix}",
                 body=body,
             ),
-            result_type=LedgerReceipt,
+            LedgerReceipt,
+        )
+
+    async def _step(self, activity: str, arg: Any, result_type: type[T]) -> T:
+        """Run one short idempotent step: a local activity once LOCAL_STEPS is patched in
+        (an activity before). Retried as long either way: these steps must happen."""
+        if workflow.patched(LOCAL_STEPS):
+            return await workflow.execute_local_activity(
+                activity,
+                arg,
+                result_type=result_type,
+                start_to_close_timeout=LEDGER_TIMEOUT,
+                retry_policy=DURABLE_RETRY,
+            )
+        return await workflow.execute_activity(
+            activity,
+            arg,
+            result_type=result_type,
             start_to_close_timeout=LEDGER_TIMEOUT,
             retry_policy=DURABLE_RETRY,
         )
@@ -650,7 +664,7 @@ class OnboardingWorkflow:
             key += f":{self._review_round}"
         if record.step_up:
             key += ":step_up"
-        return await workflow.execute_activity(
+        return await self._step(
             "append_ledger",
             LedgerAppend(
                 session_id=self._req.session_id,
@@ -658,9 +672,7 @@ class OnboardingWorkflow:
                 idempotency_key=key,
                 body=record.model_dump(mode="json"),
             ),
-            result_type=LedgerReceipt,
-            start_to_close_timeout=LEDGER_TIMEOUT,
-            retry_policy=DURABLE_RETRY,
+            LedgerReceipt,
         )
 
     @review.validator

@@ -17,6 +17,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from signgate.attestation import verify_attestation
 from signgate.models import (
     Action,
+    CheckKind,
     CheckRequest,
     CheckStatus,
     OnboardingRequest,
@@ -507,11 +508,15 @@ async def test_motion_challenges_are_not_one_fixed_sequence(stack: Stack) -> Non
 
 
 def scheduled_activities(history: Any) -> list[str]:
-    return [
-        e.activity_task_scheduled_event_attributes.activity_type.name
-        for e in history.events
-        if e.HasField("activity_task_scheduled_event_attributes")
-    ]
+    """Activities and local activities (`workflows.onboarding.LOCAL_STEPS`) in history order."""
+    names = []
+    for e in history.events:
+        if e.HasField("activity_task_scheduled_event_attributes"):
+            names.append(e.activity_task_scheduled_event_attributes.activity_type.name)
+        elif e.marker_recorded_event_attributes.marker_name == "core_local_activity":
+            data = e.marker_recorded_event_attributes.details["data"].payloads[0].data
+            names.append(json.loads(data)["activity_type"])
+    return names
 
 
 async def test_a_replay_rejected_by_the_cheap_checks_skips_the_heavy_detectors(
@@ -587,3 +592,33 @@ async def test_visibility_is_upserted_only_where_a_session_can_rest(stack: Stack
     # ...but the status query's timeline still names every one of them.
     timeline = [t.stage.value for t in (await stack.status(handle)).timeline]
     assert {"sealing", "deciding", "committing", "unlocking"} <= set(timeline)
+
+
+async def test_short_steps_run_as_local_activities_and_the_unlock_follows_the_commit(
+    stack: Stack,
+) -> None:
+    """LOCAL_STEPS: only seal and the checks go through the server's task queues; the plan,
+    the decision, the ledger writes and the unlock are local activities, recorded in
+    history as markers, and still in saga order (the unlock last, after the commit)."""
+    request, handle = await stack.start()
+    await stack.submit(handle, request.session_id, "bona_fide")
+    result = await handle.result()
+    await record_history(handle, "accept_local_steps")
+
+    assert result.stage is Stage.accepted and result.attestation
+    history = await handle.fetch_history()
+    remote = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert sorted(remote) == sorted(["seal_evidence", *(f"check_{k.value}" for k in CheckKind)])
+    ran = scheduled_activities(history)
+    local = [name for name in ran if name not in remote]
+    assert local[-4:] == ["append_ledger", "decide", "commit_decision", "unlock_signing"]
+    assert ran.index("plan_checks") < ran.index("check_liveness")
+    ledger = [e.entry_type for e in stack.deps.ledger.entries(request.session_id)]
+    assert ledger.index("checks_completed") < ledger.index("decision")
+    assert ledger.index("decision") < ledger.index("signing_unlocked")
+    # Each step happened once: a retried local activity returns the ledger's receipt.
+    assert len(ledger) == len(set(ledger))

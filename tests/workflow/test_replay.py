@@ -29,6 +29,7 @@ REQUIRED = {
     "expired_no_capture",
     "shadow_deepfake_unlocked",
     "reviewer_step_up_then_accept",
+    "accept_local_steps",
 }
 # Our converter: encrypted histories (recorded with the test key) decrypt, and the older
 # plaintext ones pass through the codec untouched.
