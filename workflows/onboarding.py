@@ -90,11 +90,13 @@ SKIPPED = "skipped_after_conclusive_cheap_checks"
 # is a visibility write on the server: 3 per auto-accepted session instead of 7.
 SPARSE_STATUS_UPSERTS = "sparse-status-upserts"
 UNPUBLISHED_STAGES = frozenset({Stage.sealing, Stage.deciding, Stage.committing, Stage.unlocking})
-# Patch id: the short idempotent steps (the check plan, the policy's decisions, ledger
-# appends, the commit and the unlock) run as local activities: inside the workflow task
-# that needs them, with no round trip through the server's task queues, their results
-# still in history (as markers). Seal and checks stay activities: they can run minutes,
-# heartbeat, and wait on vendors. Before the patch, every step was an activity.
+# Patch id: the short idempotent steps (the check plan, the policy's decisions, the
+# saga's ledger appends, the commit and the unlock) run as local activities: inside the
+# workflow task that needs them, with no round trip through the server's task queues,
+# their results still in history (as markers). Their inputs are not in history, so only
+# steps whose input a retried task rebuilds the same qualify. Seal and checks stay
+# activities (minutes, heartbeats, vendor waits), and so do reviewers' ledger entries
+# (stamped with the time). Before the patch, every step was an activity.
 LOCAL_STEPS = "local-steps"
 # A vendor may deliver a webhook before the activity that asked for it has returned;
 # such early results wait here. Bounded so a flood of signals cannot bloat history.
@@ -540,10 +542,30 @@ class OnboardingWorkflow:
             LedgerReceipt,
         )
 
+    def _local_steps(self) -> bool:
+        """Whether LOCAL_STEPS is patched in; if so, the patches a session can first reach
+        after a local activity are asked for here too, before any local activity ran.
+
+        Why: a local activity can end a workflow task before the code after it runs (the
+        chaos run caught one after a worker's sticky queue timed out). On replay that code
+        runs in the earlier task, where `workflow.patched` cannot see a marker recorded in
+        the later one: it answers False and the replay fails on the marker
+        (`chaos/findings/patch-after-local-activity.md`). Asked here, their markers sit in
+        the task that first took LOCAL_STEPS, the same live and on replay; later calls
+        return the remembered answer and add nothing."""
+        if not workflow.patched(LOCAL_STEPS):
+            return False
+        workflow.patched(REVIEWER_STEP_UP)
+        if self._req.callback_url is not None:
+            workflow.patched(APP_STATUS_EVENTS)
+        if self._req.mode is Mode.shadow:
+            workflow.patched(SHADOW_UNGATED)
+        return True
+
     async def _step(self, activity: str, arg: Any, result_type: type[T]) -> T:
         """Run one short idempotent step: a local activity once LOCAL_STEPS is patched in
         (an activity before). Retried as long either way: these steps must happen."""
-        if workflow.patched(LOCAL_STEPS):
+        if self._local_steps():
             return await workflow.execute_local_activity(
                 activity,
                 arg,
@@ -664,7 +686,10 @@ class OnboardingWorkflow:
             key += f":{self._review_round}"
         if record.step_up:
             key += ":step_up"
-        return await self._step(
+        # An activity, not a local one: the record carries `workflow.now()`, and a local
+        # activity's input is not in history, so a retried workflow task would send the
+        # ledger a different body under the same key (`ledger_idempotency_conflict`).
+        return await workflow.execute_activity(
             "append_ledger",
             LedgerAppend(
                 session_id=self._req.session_id,
@@ -672,7 +697,9 @@ class OnboardingWorkflow:
                 idempotency_key=key,
                 body=record.model_dump(mode="json"),
             ),
-            LedgerReceipt,
+            result_type=LedgerReceipt,
+            start_to_close_timeout=LEDGER_TIMEOUT,
+            retry_policy=DURABLE_RETRY,
         )
 
     @review.validator

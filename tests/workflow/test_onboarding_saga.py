@@ -27,7 +27,13 @@ from signgate.models import (
     Stage,
 )
 from signgate.signer import KeyRing
-from tests.support import payload_codec_for_tests, record_history, store_capture, sub_messages
+from tests.support import (
+    free_port,
+    payload_codec_for_tests,
+    record_history,
+    store_capture,
+    sub_messages,
+)
 from tests.workflow.conftest import Stack
 
 
@@ -622,3 +628,37 @@ async def test_short_steps_run_as_local_activities_and_the_unlock_follows_the_co
     assert ledger.index("decision") < ledger.index("signing_unlocked")
     # Each step happened once: a retried local activity returns the ledger's receipt.
     assert len(ledger) == len(set(ledger))
+
+
+def marker_order(history: Any) -> list[str]:
+    """`patch:<id>` and `local:<activity>` for each patch and local-activity marker, in order."""
+    order = []
+    for e in history.events:
+        marker = e.marker_recorded_event_attributes
+        if marker.marker_name == "core_patch":
+            data = json.loads(marker.details["patch-data"].payloads[0].data)
+            order.append(f"patch:{data['id']}")
+        elif marker.marker_name == "core_local_activity":
+            data = json.loads(marker.details["data"].payloads[0].data)
+            order.append(f"local:{data['activity_type']}")
+    return order
+
+
+async def test_every_patch_is_decided_before_the_first_local_activity(stack: Stack) -> None:
+    """Regression, from the chaos run: `reviewer-step-up` was first asked after the checks'
+    ledger append and decision ran as local activities. When a task ended between them,
+    replay asked it in the earlier task, answered False, and failed on the marker
+    (nondeterminism, the session stuck). Now every patch a session can reach later is
+    asked before any local activity runs, so no marker can follow one."""
+    dead = f"http://127.0.0.1:{free_port()}/hooks"  # app events are started, never delivered
+    request, handle = await stack.start(callback_url=dead)
+    await stack.submit(handle, request.session_id, "borderline")
+    await wait_for_stage(stack, handle, Stage.awaiting_review)
+
+    order = marker_order(await handle.fetch_history())
+    patches = [m for m in order if m.startswith("patch:")]
+    assert {"patch:reviewer-step-up", "patch:app-status-events", "patch:local-steps"} <= set(
+        patches
+    )
+    first_local = next(i for i, m in enumerate(order) if m.startswith("local:"))
+    assert all(order.index(p) < first_local for p in patches), order
