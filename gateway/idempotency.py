@@ -199,26 +199,29 @@ class Idempotency:
         status = 500
         content_type = "application/json"
         chunks: list[bytes] = []
+        saved = False
 
         async def capture(message: Message) -> None:
-            nonlocal status, content_type
+            nonlocal status, content_type, saved
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = dict(message.get("headers", []))
                 content_type = headers.get(b"content-type", b"application/json").decode("latin-1")
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
+                last = not message.get("more_body", False)
+                if last and status < 500 and status not in (401, 429):
+                    # Saved before the client sees the end of the answer: a retry sent the
+                    # moment it arrives finds the response, not `idempotency_in_progress`.
+                    answer = Saved(status=status, content_type=content_type, body=b"".join(chunks))
+                    await asyncio.to_thread(self.store.finish, owner, key, answer)
+                    saved = True
             await send(message)
 
-        keep = False
         try:
             await self.app(scope, receive, capture)
-            keep = status < 500 and status not in (401, 429)
         finally:
-            if keep:
-                saved = Saved(status=status, content_type=content_type, body=b"".join(chunks))
-                await asyncio.to_thread(self.store.finish, owner, key, saved)
-            else:
+            if not saved:
                 await asyncio.to_thread(self.store.abandon, owner, key)
 
 

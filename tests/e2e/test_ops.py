@@ -223,13 +223,13 @@ async def test_exported_history_replays_and_a_tampered_one_fails(
 
     bad = tmp_path / "bad"
     bad.mkdir()
-    tampered = text.replace('"name": "decide"', '"name": "decide_v0"')
+    tampered = text.replace('"name": "seal_evidence"', '"name": "seal_evidence_v0"')
     assert tampered != text
     (bad / f"onboarding-{sid}.json").write_text(tampered)
     code, out, err = await ops("replay", "--from", str(bad))
     assert code == 1
     assert f"FAILED  {sid} nondeterminism" in out
-    assert "decide" in out  # the message names the diverging activity
+    assert "seal_evidence" in out  # the message names the diverging activity
 
     code, out, _ = await ops("replay", "--from", str(bad), "--json")
     assert code == 1
