@@ -50,11 +50,7 @@ class EvidenceActivities:
             body,
         )
         # Recorded only after the seal: later sessions can find this round, this one never.
-        for ref in request.submission.artifacts:
-            if ref.kind in images:
-                deps.perceptual_index.record(
-                    request.session_id, ref.kind, ref.sha256, images[ref.kind]
-                )
+        deps.perceptual_index.record_round(request.session_id, replay.hashed)
         return SealedEvidence(**record.model_dump(), ledger=receipt)
 
     def _images(self, request: SealRequest) -> dict[ArtifactKind, bytes]:

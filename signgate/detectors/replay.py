@@ -92,12 +92,18 @@ class ReplayMatch:
     dhash_distance: int | None
 
 
+# An image as the index keeps it: kind, SHA-256, perceptual hashes (None: undecodable).
+HashedImage = tuple[ArtifactKind, str, ImageHashes | None]
+
+
 @dataclass(frozen=True)
 class ReplayFindings:
-    """What `check_replay` found: sealing flags (for `SealedEvidence.flags`) and why."""
+    """What `check_replay` found: sealing flags (for `SealedEvidence.flags`) and why, and
+    the images it hashed, for `PerceptualIndex.record_round` once the round is sealed."""
 
     flags: list[str] = field(default_factory=list)
     explanations: list[str] = field(default_factory=list)
+    hashed: list[HashedImage] = field(default_factory=list)
 
 
 def image_hashes(image_bytes: bytes) -> ImageHashes | None:
@@ -130,21 +136,31 @@ class PerceptualIndex:
 
     def record(self, session_id: str, kind: ArtifactKind, sha256: str, image_bytes: bytes) -> None:
         """Remember one artifact; undecodable bytes are kept by SHA-256 alone."""
-        hashes = image_hashes(image_bytes)
+        self.record_round(session_id, [(kind, sha256, image_hashes(image_bytes))])
+
+    def record_round(self, session_id: str, images: list[HashedImage]) -> None:
+        """Remember a round's images, hashed already (`ReplayFindings.hashed`), at once."""
+        now = datetime.now(UTC).isoformat()
+        rows = [
+            (
+                session_id,
+                kind.value,
+                sha256,
+                str(hashes.phash) if hashes else None,
+                str(hashes.dhash) if hashes else None,
+                now,
+            )
+            for kind, sha256, hashes in images
+        ]
         with self._connect() as conn:
-            conn.execute(
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(
                 "INSERT OR IGNORE INTO perceptual_hashes"
                 " (session_id, artifact_kind, sha256, phash, dhash, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    session_id,
-                    kind.value,
-                    sha256,
-                    str(hashes.phash) if hashes else None,
-                    str(hashes.dhash) if hashes else None,
-                    datetime.now(UTC).isoformat(),
-                ),
+                rows,
             )
+            conn.execute("COMMIT")
 
     def find_near(
         self, image_bytes: bytes, exclude_session: str, max_distance: int = DEFAULT_MAX_DISTANCE
@@ -232,11 +248,13 @@ def check_replay(
 ) -> ReplayFindings:
     """Flag `replayed_capture` if any image of this round copies another session's image.
 
-    Only looks; recording this round's images (`index.record`) is the caller's step, after
-    the seal, so a retried check never finds the round it is checking.
+    Only looks; recording this round's images (`index.record_round(findings.hashed)`) is
+    the caller's step, after the seal, so a retried check never finds the round it is
+    checking.
     """
     flags: set[str] = set()
     explanations: list[str] = []
+    hashed: list[HashedImage] = []
     stored: list[_Stored] | None = None
     for kind in IMAGE_KINDS:
         image_bytes = evidence.media.get(kind)
@@ -249,13 +267,14 @@ def check_replay(
                 " (exact SHA-256 match only)"
             )
         sha256 = sha256_hex(image_bytes)
+        hashed.append((kind, sha256, hashes))
         if stored is None:
             stored = index._stored(evidence.session_id)
         matches = _matches(stored, sha256, hashes, max_distance)
         if matches:
             flags.add(FLAG_REPLAYED_CAPTURE)
             explanations.append(f"{kind.value}: {describe(matches[0])}")
-    return ReplayFindings(flags=sorted(flags), explanations=explanations)
+    return ReplayFindings(flags=sorted(flags), explanations=explanations, hashed=hashed)
 
 
 def describe(match: ReplayMatch) -> str:

@@ -131,6 +131,25 @@ def test_the_same_session_is_not_its_own_replay(
     assert findings.flags == []
 
 
+def test_a_round_recorded_from_its_findings_is_found_by_the_next_session(
+    tmp_path: Path, astronaut: Image.Image, astronaut_jpeg: bytes
+) -> None:
+    """Sealing records the hashes `check_replay` already took (`findings.hashed`) in one
+    transaction: a later session's near copy of that round's selfie is found."""
+    index = PerceptualIndex(tmp_path / "ledger.sqlite3")
+    first = check_replay(evidence(ORIGINAL_SESSION, selfie=astronaut_jpeg), index)
+    assert first.flags == []
+    assert [(kind, sha) for kind, sha, _ in first.hashed] == [
+        (ArtifactKind.selfie, sha256_hex(astronaut_jpeg))
+    ]
+    index.record_round(ORIGINAL_SESSION, first.hashed)
+    index.record_round(ORIGINAL_SESSION, first.hashed)  # a retried seal adds no row
+    replay = near_copies(astronaut)["cropped_2_percent"]
+    later = check_replay(evidence(ATTACKER_SESSION, selfie=replay), index)
+    assert later.flags == [FLAG_REPLAYED_CAPTURE]
+    assert [m.session_id for m in index.find_near(replay, ATTACKER_SESSION)] == [ORIGINAL_SESSION]
+
+
 @pytest.mark.parametrize("other", ["coffee", "chelsea", "camera"])
 def test_a_different_photo_is_not_a_match(index: PerceptualIndex, other: str) -> None:
     different = encode(photo(getattr(data, other)()), "JPEG", quality=90)
