@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -15,7 +16,7 @@ import pytest
 import pytest_asyncio
 
 from signgate.evidence_s3 import S3EvidenceStore
-from signgate.models import ArtifactKind, ArtifactRef, Stage
+from signgate.models import ArtifactKind, ArtifactRef, OnboardingStatus, Stage
 from tests.conftest import RunningDevServer
 from tests.gateway.conftest import REVIEWER_KEY, GatewayStack, gateway_stack
 from tests.moto_s3 import unique_bucket
@@ -75,20 +76,34 @@ async def submit(gw: GatewayStack, session_id: str, nonce: str, refs: list[Artif
     assert response.status_code == 202, response.text
 
 
-async def test_bona_fide_session_with_direct_s3_uploads_is_unlocked(gw_s3: GatewayStack) -> None:
-    created = await gw_s3.create_session()
+@dataclass(frozen=True)
+class DirectSession:
+    session_id: str
+    media: dict[ArtifactKind, bytes]
+    refs: list[ArtifactRef]
+    status: OnboardingStatus
+
+
+async def run_direct_upload_session(gw: GatewayStack) -> DirectSession:
+    """A bona fide session whose captures go straight to S3, run until it is decided."""
+    created = await gw.create_session()
     session_id = created["session_id"]
     media = {kind: jpeg_bytes(f"{session_id}:{kind}") for kind in CAPTURE_KINDS}
-    refs = [await direct_upload(gw_s3, session_id, kind, data) for kind, data in media.items()]
-    await submit(gw_s3, session_id, created["challenge_nonce"], refs)
-    status = await gw_s3.wait_for_stage(session_id, Stage.accepted, Stage.rejected)
-    assert status.stage is Stage.accepted
-    assert status.attestation is not None
+    refs = [await direct_upload(gw, session_id, kind, data) for kind, data in media.items()]
+    await submit(gw, session_id, created["challenge_nonce"], refs)
+    status = await gw.wait_for_stage(session_id, Stage.accepted, Stage.rejected)
+    return DirectSession(session_id, media, refs, status)
+
+
+async def test_bona_fide_session_with_direct_s3_uploads_is_unlocked(gw_s3: GatewayStack) -> None:
+    run = await run_direct_upload_session(gw_s3)
+    assert run.status.stage is Stage.accepted
+    assert run.status.attestation is not None
     store = gw_s3.deps.store
     assert isinstance(store, S3EvidenceStore)
-    for ref in refs:  # sealed: encrypted in the locked bucket, readable as plaintext
+    for ref in run.refs:  # sealed: encrypted in the locked bucket, readable as plaintext
         with store.open(ref.object_key) as plain:
-            assert plain.read() == media[ref.kind]
+            assert plain.read() == run.media[ref.kind]
 
 
 async def test_direct_upload_of_other_bytes_is_refused_at_seal(gw_s3: GatewayStack) -> None:

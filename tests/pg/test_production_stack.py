@@ -21,8 +21,7 @@ from signgate.models import Stage
 from signgate.signer import KeyRing
 from tests.conftest import RunningDevServer
 from tests.gateway.conftest import gateway_stack
-from tests.gateway.test_direct_uploads import direct_upload, s3_settings, submit
-from tests.support import CAPTURE_KINDS, jpeg_bytes
+from tests.gateway.test_direct_uploads import run_direct_upload_session, s3_settings
 
 
 async def test_s3_and_postgres_unlock_then_erasure_keeps_the_proof(
@@ -40,12 +39,8 @@ async def test_s3_and_postgres_unlock_then_erasure_keeps_the_proof(
     ) as gw:
         assert isinstance(gw.deps.ledger, PostgresLedger)
         assert isinstance(gw.deps.store, S3EvidenceStore)
-        created = await gw.create_session()
-        sid = created["session_id"]
-        media = {kind: jpeg_bytes(f"{sid}:{kind}") for kind in CAPTURE_KINDS}
-        refs = [await direct_upload(gw, sid, kind, data) for kind, data in media.items()]
-        await submit(gw, sid, created["challenge_nonce"], refs)
-        status = await gw.wait_for_stage(sid, Stage.accepted, Stage.rejected)
+        run = await run_direct_upload_session(gw)
+    sid, media, refs, status = run.session_id, run.media, run.refs, run.status
     settings, deps = gw.settings, gw.deps
 
     # Unlocked, and the decision it names is in the PostgreSQL ledger.

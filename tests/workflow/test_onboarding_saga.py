@@ -57,6 +57,14 @@ async def in_review(stack: Stack, scenario: str) -> tuple[OnboardingRequest, Any
     return request, handle
 
 
+async def refused_review(handle: Any, review: ReviewInput) -> BaseException:
+    """Why the `review` Update was refused (the test fails here if it was taken)."""
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update("review", review, result_type=ReviewOutcome)
+    assert refused.value.cause is not None
+    return refused.value.cause
+
+
 def ledger_types(stack: Stack, session_id: str) -> list[str]:
     return [e.entry_type for e in stack.deps.ledger.entries(session_id)]
 
@@ -219,27 +227,17 @@ async def test_review_validator_refuses_unknown_reviewer_and_wrong_role(
     stack: Stack, review: ReviewInput, message: str
 ) -> None:
     request, handle = await in_review(stack, "borderline")
-    with pytest.raises(WorkflowUpdateFailedError) as refused:
-        await handle.execute_update("review", review, result_type=ReviewOutcome)
-    assert message in str(refused.value.cause)
+    assert message in str(await refused_review(handle, review))
     assert (await stack.status(handle)).reviews == []
     assert "review" not in ledger_types(stack, request.session_id)
 
 
 async def test_review_refused_when_session_is_not_awaiting_review(stack: Stack) -> None:
     _, handle = await stack.start()
-    with pytest.raises(WorkflowUpdateFailedError) as refused:
-        await handle.execute_update(
-            "review",
-            ReviewInput(
-                reviewer_id="rev-alice",
-                role=ReviewerRole.reviewer,
-                approve=True,
-                reason="too early",
-            ),
-            result_type=ReviewOutcome,
-        )
-    assert "not awaiting review" in str(refused.value.cause)
+    early = ReviewInput(
+        reviewer_id="rev-alice", role=ReviewerRole.reviewer, approve=True, reason="too early"
+    )
+    assert "not awaiting review" in str(await refused_review(handle, early))
 
 
 async def test_red_tier_override_needs_two_distinct_reviewers_one_senior(stack: Stack) -> None:
@@ -253,9 +251,7 @@ async def test_red_tier_override_needs_two_distinct_reviewers_one_senior(stack: 
     outcome = await handle.execute_update("review", first, result_type=ReviewOutcome)
     assert not outcome.decision_final and outcome.approvals_needed == 1
 
-    with pytest.raises(WorkflowUpdateFailedError) as again:
-        await handle.execute_update("review", first, result_type=ReviewOutcome)
-    assert "already reviewed" in str(again.value.cause)
+    assert "already reviewed" in str(await refused_review(handle, first))
 
     senior = ReviewInput(
         reviewer_id="rev-bob",
