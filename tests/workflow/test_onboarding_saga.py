@@ -509,16 +509,32 @@ async def test_motion_challenges_are_not_one_fixed_sequence(stack: Stack) -> Non
     assert len(seen) > 1
 
 
-def scheduled_activities(history: Any) -> list[str]:
-    """Activities and local activities (`workflows.onboarding.LOCAL_STEPS`) in history order."""
-    names = []
+def history_steps(history: Any) -> list[str]:
+    """`activity:<name>`, `local:<name>` (`workflows.onboarding.LOCAL_STEPS`) and
+    `patch:<id>` for each activity scheduled and each local-activity or patch marker, in
+    history order."""
+    steps = []
     for e in history.events:
+        marker = e.marker_recorded_event_attributes
         if e.HasField("activity_task_scheduled_event_attributes"):
-            names.append(e.activity_task_scheduled_event_attributes.activity_type.name)
-        elif e.marker_recorded_event_attributes.marker_name == "core_local_activity":
-            data = e.marker_recorded_event_attributes.details["data"].payloads[0].data
-            names.append(json.loads(data)["activity_type"])
-    return names
+            name = e.activity_task_scheduled_event_attributes.activity_type.name
+            steps.append(f"activity:{name}")
+        elif marker.marker_name == "core_local_activity":
+            data = json.loads(marker.details["data"].payloads[0].data)
+            steps.append(f"local:{data['activity_type']}")
+        elif marker.marker_name == "core_patch":
+            data = json.loads(marker.details["patch-data"].payloads[0].data)
+            steps.append(f"patch:{data['id']}")
+    return steps
+
+
+def scheduled_activities(history: Any) -> list[str]:
+    """Activities and local activities, by name, in history order."""
+    return [
+        step.partition(":")[2]
+        for step in history_steps(history)
+        if step.startswith(("activity:", "local:"))
+    ]
 
 
 async def test_a_replay_rejected_by_the_cheap_checks_skips_the_heavy_detectors(
@@ -626,20 +642,6 @@ async def test_short_steps_run_as_local_activities_and_the_unlock_follows_the_co
     assert len(ledger) == len(set(ledger))
 
 
-def marker_order(history: Any) -> list[str]:
-    """`patch:<id>` and `local:<activity>` for each patch and local-activity marker, in order."""
-    order = []
-    for e in history.events:
-        marker = e.marker_recorded_event_attributes
-        if marker.marker_name == "core_patch":
-            data = json.loads(marker.details["patch-data"].payloads[0].data)
-            order.append(f"patch:{data['id']}")
-        elif marker.marker_name == "core_local_activity":
-            data = json.loads(marker.details["data"].payloads[0].data)
-            order.append(f"local:{data['activity_type']}")
-    return order
-
-
 async def test_every_patch_is_decided_before_the_first_local_activity(stack: Stack) -> None:
     """Regression, from the chaos run: `reviewer-step-up` was first asked after the checks'
     ledger append and decision ran as local activities. When a task ended between them,
@@ -651,7 +653,11 @@ async def test_every_patch_is_decided_before_the_first_local_activity(stack: Sta
     await stack.submit(handle, request.session_id, "borderline")
     await wait_for_stage(stack, handle, Stage.awaiting_review)
 
-    order = marker_order(await handle.fetch_history())
+    order = [
+        step
+        for step in history_steps(await handle.fetch_history())
+        if not step.startswith("activity:")
+    ]
     patches = [m for m in order if m.startswith("patch:")]
     assert {"patch:reviewer-step-up", "patch:app-status-events", "patch:local-steps"} <= set(
         patches
