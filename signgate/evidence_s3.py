@@ -45,6 +45,7 @@ from signgate.evidence import (
     parse_object_key,
     valid_claim,
     verify_stream,
+    write_batched,
 )
 from signgate.models import ArtifactKind, ArtifactRef, Frozen
 from signgate.settings import Settings
@@ -165,8 +166,7 @@ class S3EvidenceStore:
     ) -> ArtifactRef:
         """Spool (encrypting) while hashing, then one verified, create-only PUT."""
         with self._upload(kind, expected_sha256, max_bytes, session_id) as upload:
-            async for chunk in chunks:
-                upload.write(chunk)
+            await write_batched(upload, chunks)
             await asyncio.to_thread(upload.commit)
         return upload.ref(content_type)
 

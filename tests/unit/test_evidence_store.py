@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from signgate.envelope import default_data_keys
 from signgate.errors import BadInput
 from signgate.evidence import (
+    UPLOAD_BATCH_BYTES,
+    UPLOAD_WRITEBACK_BYTES,
     EvidenceError,
     EvidenceHashMismatch,
     EvidenceMissing,
@@ -55,21 +58,74 @@ async def test_streamed_upload_is_stored_under_its_hash(tmp_path: Path) -> None:
     assert leftovers(store) == []
 
 
-async def test_streaming_never_joins_the_chunks_in_memory(tmp_path: Path) -> None:
-    # The store must have written each chunk out before it asks for the next one.
-    # (Chunks larger than the file buffer, so what is written is visible on disk.)
+async def test_streaming_holds_at_most_two_batches_in_memory(tmp_path: Path) -> None:
+    # Before it takes a chunk, the store has written out all but the batch it is filling
+    # and the one in its writer thread: memory stays bounded whatever the body's size.
     store = LocalEvidenceStore(tmp_path)
-    chunk = b"x" * 65536
-    seen_sizes: list[int] = []
+    chunk = bytes(range(256)) * 1024  # 256 KiB
+    behind: list[int] = []
 
     async def watched() -> AsyncIterator[bytes]:
-        for _ in range(8):
+        for i in range(24):
             files = leftovers(store)
-            seen_sizes.append(files[0].stat().st_size if files else -1)
+            written = files[0].stat().st_size if files else 0
+            behind.append(i * len(chunk) - written)
             yield chunk
 
-    await store.put_stream(SELFIE, watched(), sha(chunk * 8), 1 * MiB, "image/jpeg")
-    assert seen_sizes == [len(chunk) * i for i in range(8)]
+    ref = await store.put_stream(SELFIE, watched(), sha(chunk * 24), 8 * MiB, "image/jpeg")
+    assert max(behind) <= 2 * UPLOAD_BATCH_BYTES
+    assert behind[-1] > 0, "batches are written in a thread, not chunk by chunk"
+    with store.open(ref.object_key) as stored:
+        assert stored.read() == chunk * 24
+
+
+async def test_batches_are_written_in_order_whatever_the_chunk_sizes(tmp_path: Path) -> None:
+    store = LocalEvidenceStore(tmp_path / "evidence", default_data_keys(tmp_path / "keys"))
+    data = hashlib.shake_256(b"order").digest(3 * MiB + 12345)
+    sizes = [1, 7, 65536, 1 * MiB + 3, 999, 2 * MiB]
+
+    async def ragged() -> AsyncIterator[bytes]:
+        start, i = 0, 0
+        while start < len(data):
+            size = sizes[i % len(sizes)]
+            yield data[start : start + size]
+            start, i = start + size, i + 1
+
+    ref = await store.put_stream(SELFIE, ragged(), sha(data), 8 * MiB, "image/jpeg", "s1")
+    with store.open(ref.object_key) as stored:
+        assert stored.read() == data
+    assert leftovers(store) == []
+
+
+async def test_an_upload_past_the_writeback_step_reads_back_whole(tmp_path: Path) -> None:
+    # Every UPLOAD_WRITEBACK_BYTES the temp file's pages are written out and dropped from
+    # the cache; what the object holds must not change for it (encrypted and plain).
+    store = LocalEvidenceStore(tmp_path / "evidence", default_data_keys(tmp_path / "keys"))
+    data = hashlib.shake_256(b"large").digest(2 * UPLOAD_WRITEBACK_BYTES + 5)
+    for session in ("s1", None):
+        ref = await store.put_stream(
+            SELFIE, chunked(data, 300_000), sha(data), len(data), "image/jpeg", session
+        )
+        assert ref.size_bytes == len(data) and store.verify(ref)
+    assert leftovers(store) == []
+
+
+async def test_a_refusal_mid_body_waits_for_the_writer_thread(tmp_path: Path) -> None:
+    # The stream fails while a batch is in the writer thread: the error reaches the
+    # caller, the thread's batch finishes first, and the temp file goes.
+    store = LocalEvidenceStore(tmp_path)
+
+    async def refused_after(n_bytes: int) -> AsyncIterator[bytes]:
+        for _ in range(n_bytes // 65536):
+            yield b"z" * 65536
+        raise ConnectionResetError("client went away")
+
+    for n_bytes in (UPLOAD_BATCH_BYTES + 65536, 3 * UPLOAD_BATCH_BYTES):
+        with pytest.raises(ConnectionResetError):
+            await store.put_stream(SELFIE, refused_after(n_bytes), sha(b""), 8 * MiB, "x")
+    with pytest.raises(EvidenceTooLarge):
+        await store.put_stream(SELFIE, chunked(b"q" * 3 * MiB, 65536), sha(b""), MiB, "x")
+    assert objects(store) == [] and leftovers(store) == []
 
 
 async def test_hash_mismatch_is_422_with_reason_and_leaves_nothing(tmp_path: Path) -> None:
