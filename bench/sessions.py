@@ -18,6 +18,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
 from chaos.drive import CAPTURE_KINDS, noise_jpeg
+from gateway.onboarding import start_search_attributes
 from signgate.evidence_stores import open_evidence_store
 from signgate.models import (
     ArtifactRef,
@@ -70,7 +71,11 @@ async def start(
 ) -> Started:
     """Start, read the challenge, submit the capture: the gateway's three calls."""
     handle: WorkflowHandle[object, object] = await client.start_workflow(
-        workflow, p.request, id=f"onboarding-{p.request.session_id}", task_queue=task_queue
+        workflow,
+        p.request,
+        id=f"onboarding-{p.request.session_id}",
+        task_queue=task_queue,
+        search_attributes=start_search_attributes(p.request.tenant_id),
     )
     deadline = time.monotonic() + 120
     while True:  # the first workflow task issues the challenge

@@ -60,6 +60,19 @@ ONBOARDING_STATUS = SearchAttributeKey.for_keyword("OnboardingStatus")
 RISK_TIER = SearchAttributeKey.for_keyword("RiskTier")
 TENANT_ID = SearchAttributeKey.for_keyword("TenantId")
 
+
+def start_search_attributes(tenant_id: str) -> TypedSearchAttributes:
+    """What a session's visibility says from the moment it is started: its tenant (so
+    tenant isolation holds before its first workflow task) and `awaiting_capture`. Set at
+    the start, they cost the workflow no upsert (it upserts only what changes)."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(TENANT_ID, tenant_id),
+            SearchAttributePair(ONBOARDING_STATUS, Stage.awaiting_capture.value),
+        ]
+    )
+
+
 REVIEW_STAGES = (Stage.awaiting_review, Stage.escalated)
 # The workflow validator's reason codes an API caller sees as they are (the rest of its
 # refusals are `review_refused`, with the validator's message).
@@ -148,8 +161,9 @@ class Sessions:
 
         USE_EXISTING answers a duplicate start of a running session with that run;
         REJECT_DUPLICATE stops a closed session's id from starting a second, new run.
-        The tenant is set at start, not at the first workflow task, so tenant isolation
-        holds from the first moment the session exists.
+        The tenant and status are set at start (`start_search_attributes`), not at the
+        first workflow task, so tenant isolation holds from the first moment the session
+        exists.
         """
         client = await self._temporal.client()
         try:
@@ -161,9 +175,7 @@ class Sessions:
                     task_queue=self._settings.task_queue,
                     id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                     id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                    search_attributes=TypedSearchAttributes(
-                        [SearchAttributePair(TENANT_ID, request.tenant_id)]
-                    ),
+                    search_attributes=start_search_attributes(request.tenant_id),
                 )
         except WorkflowAlreadyStartedError:
             log.info("session_already_closed_returning_it")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-from temporalio.api.common.v1 import Payloads
+from temporalio.api.common.v1 import Payloads, SearchAttributes
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecution, WorkflowHistory
 from temporalio.converter import DataConverter, PayloadCodec
@@ -164,6 +164,9 @@ async def history_facts(
         kind = event.event_type
         if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
             facts.started_at = at
+            # The gateway starts a session with its status already set: the first stage.
+            fields = event.workflow_execution_started_event_attributes.search_attributes
+            await _add_stage(facts, converter, fields, at)
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
             name = event.workflow_execution_signaled_event_attributes.signal_name
             facts.signals.append(SignalSeen(name=name, at=at))
@@ -188,11 +191,7 @@ async def history_facts(
                 updates[meta.update_id].completed = True
         elif kind == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
             fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes
-            payload = fields.indexed_fields.get(ONBOARDING_STATUS.name)
-            if payload is not None:
-                stage = await _decoded(converter, Payloads(payloads=[payload]), str)
-                if isinstance(stage, str) and stage in Stage.__members__:
-                    facts.stages.append(TimelineEvent(at=at, stage=Stage(stage)))
+            await _add_stage(facts, converter, fields, at)
         elif kind in _CLOSING:
             facts.closed = _CLOSING[kind]
             if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
@@ -201,6 +200,18 @@ async def history_facts(
                 if isinstance(result, OnboardingResult):
                     facts.result = result
     return facts
+
+
+async def _add_stage(
+    facts: HistoryFacts, converter: DataConverter, fields: SearchAttributes, at: datetime
+) -> None:
+    """The OnboardingStatus these search attributes set, if any, as a stage at `at`."""
+    payload = fields.indexed_fields.get(ONBOARDING_STATUS.name)
+    if payload is None:
+        return
+    stage = await _decoded(converter, Payloads(payloads=[payload]), str)
+    if isinstance(stage, str) and stage in Stage.__members__:
+        facts.stages.append(TimelineEvent(at=at, stage=Stage(stage)))
 
 
 # --------------------------------------------------------------------------- show

@@ -98,6 +98,12 @@ UNPUBLISHED_STAGES = frozenset({Stage.sealing, Stage.deciding, Stage.committing,
 # activities (minutes, heartbeats, vendor waits), and so do reviewers' ledger entries
 # (stamped with the time). Before the patch, every step was an activity.
 LOCAL_STEPS = "local-steps"
+# Patch id: a session that takes this one, first thing in its first task, has every
+# change above from its start, without asking for each: one marker (and one
+# `TemporalChangeVersion` upsert) instead of five to seven. Sessions started before it
+# answer False on replay and ask for each change as they always did. A change made after
+# this one gets its own patch (and, in time, a new baseline that includes it).
+BASELINE_2026_12 = "baseline-2026-12"
 # A vendor may deliver a webhook before the activity that asked for it has returned;
 # such early results wait here. Bounded so a flood of signals cannot bloat history.
 MAX_EARLY_RESULTS = 32
@@ -141,6 +147,7 @@ class OnboardingWorkflow:
     @workflow.init
     def __init__(self, request: OnboardingRequest) -> None:
         self._req = request
+        self._baseline = False  # set first thing in `run`
         self._stage = Stage.awaiting_capture
         self._challenge = ""
         self._motion: list[str] = []
@@ -169,6 +176,7 @@ class OnboardingWorkflow:
 
     @workflow.run
     async def run(self, request: OnboardingRequest) -> OnboardingResult:
+        self._baseline = workflow.patched(BASELINE_2026_12)
         self._set_stage(Stage.awaiting_capture, "session created")
         self._issue_challenge()
         submission = await self._wait_for_capture(self._req.timeouts.capture_s)
@@ -177,7 +185,7 @@ class OnboardingWorkflow:
             return await self._expire()
 
         decision = await self._decide_rounds(submission)
-        shadow = self._req.mode is Mode.shadow and workflow.patched(SHADOW_UNGATED)
+        shadow = self._req.mode is Mode.shadow and self._patched(SHADOW_UNGATED)
         # A shadow session does not gate signing, so nobody waits for a reviewer: the
         # would-be decision (even "review") is what gets committed and measured.
         while decision.action is Action.review and not shadow:
@@ -312,7 +320,7 @@ class OnboardingWorkflow:
             )
             for kind in CheckKind
         ]
-        if workflow.patched(CHEAP_FIRST):
+        if self._patched(CHEAP_FIRST):
             return await self._run_cheap_first(sealed, requests)
         return list(await asyncio.gather(*(self._run_check(r) for r in requests)))
 
@@ -425,7 +433,7 @@ class OnboardingWorkflow:
         self._review_round += 1
         self._review_from = len(self._reviews)
         self._reviewers_in_flight = set()
-        self._step_up_allowed = workflow.patched(REVIEWER_STEP_UP) and self._step_ups < MAX_STEP_UPS
+        self._step_up_allowed = self._patched(REVIEWER_STEP_UP) and self._step_ups < MAX_STEP_UPS
         self._set_stage(Stage.awaiting_review, ", ".join(policy_decision.reasons))
         timeouts = self._req.timeouts
         try:
@@ -542,6 +550,12 @@ class OnboardingWorkflow:
             LedgerReceipt,
         )
 
+    def _patched(self, patch_id: str) -> bool:
+        """Whether a change is in for this session: always, for a session that took
+        BASELINE_2026_12 (no marker of its own); else `workflow.patched` decides, as it
+        did before the baseline."""
+        return self._baseline or workflow.patched(patch_id)
+
     def _local_steps(self) -> bool:
         """Whether LOCAL_STEPS is patched in; if so, the patches a session can first reach
         after a local activity are asked for here too, before any local activity ran.
@@ -553,13 +567,13 @@ class OnboardingWorkflow:
         (`chaos/findings/patch-after-local-activity.md`). Asked here, their markers sit in
         the task that first took LOCAL_STEPS, the same live and on replay; later calls
         return the remembered answer and add nothing."""
-        if not workflow.patched(LOCAL_STEPS):
+        if not self._patched(LOCAL_STEPS):
             return False
-        workflow.patched(REVIEWER_STEP_UP)
+        self._patched(REVIEWER_STEP_UP)
         if self._req.callback_url is not None:
-            workflow.patched(APP_STATUS_EVENTS)
+            self._patched(APP_STATUS_EVENTS)
         if self._req.mode is Mode.shadow:
-            workflow.patched(SHADOW_UNGATED)
+            self._patched(SHADOW_UNGATED)
         return True
 
     async def _step(self, activity: str, arg: Any, result_type: type[T]) -> T:
@@ -586,7 +600,7 @@ class OnboardingWorkflow:
     ) -> None:
         """Start delivering a status event and move on: the saga never waits for the app,
         only for Temporal to accept the delivery workflow (ABANDON: it outlives us)."""
-        if self._req.callback_url is None or not workflow.patched(APP_STATUS_EVENTS):
+        if self._req.callback_url is None or not self._patched(APP_STATUS_EVENTS):
             return
         event = AppEvent(
             event_id=f"{self._req.session_id}:{kind.value}{id_suffix}",
@@ -774,14 +788,14 @@ class OnboardingWorkflow:
 
     def _issue_challenge(self) -> None:
         self._challenge = str(workflow.uuid4())
-        if workflow.patched(MOTION_CHALLENGE):
+        if self._patched(MOTION_CHALLENGE):
             # Two different moves in a random order, fresh for every capture round.
             self._motion = workflow.random().sample(MOTION_MOVES, 2)
 
     def _set_stage(self, stage: Stage, note: str = "") -> None:
         self._stage = stage
         self._note(note)
-        if stage in UNPUBLISHED_STAGES and workflow.patched(SPARSE_STATUS_UPSERTS):
+        if stage in UNPUBLISHED_STAGES and self._patched(SPARSE_STATUS_UPSERTS):
             return
         updates = [
             sa.ONBOARDING_STATUS.value_set(stage.value),
@@ -790,6 +804,9 @@ class OnboardingWorkflow:
         if self._decision is not None:
             updates.append(sa.RISK_TIER.value_set(self._decision.tier.value))
             updates.append(sa.POLICY_VERSION.value_set(self._decision.policy.version))
+        current = workflow.info().typed_search_attributes
+        if self._baseline and all(current.get(u.key) == u.value for u in updates):
+            return  # already so (set at the start by the gateway): an upsert would change nothing
         workflow.upsert_search_attributes(updates)
 
     def _note(self, note: str) -> None:

@@ -130,7 +130,8 @@ async def test_show_without_the_query_reads_history_and_ledger(
     shown = json.loads(out)
     assert shown["status_source"] == "history+ledger"
     assert shown["stage"] == "rejected" and shown["execution_status"] == "completed"
-    # Read from the history's upserts: the stages a session rests in (sparse upserts).
+    # Read from the history: the status set at start, then the upserts of the stages a
+    # session rests in (sparse upserts).
     assert [t["stage"] for t in shown["timeline"]][:2] == ["awaiting_capture", "checking"]
     assert shown["decision"]["action"] == "reject"
     deepfake = next(c for c in shown["checks"] if c["kind"] == "deepfake")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import json
 from collections.abc import Iterator
 from datetime import timedelta
@@ -13,7 +14,10 @@ import pytest
 from google.protobuf.message import Message
 from temporalio.api.common.v1 import Payload
 from temporalio.client import WorkflowUpdateFailedError
+from temporalio.worker import Worker
 
+from activities import all_activities
+from gateway.onboarding import ONBOARDING_STATUS, TENANT_ID, start_search_attributes
 from signgate.attestation import verify_attestation
 from signgate.models import (
     Action,
@@ -21,6 +25,7 @@ from signgate.models import (
     CheckRequest,
     CheckStatus,
     OnboardingRequest,
+    OnboardingResult,
     ReviewerRole,
     ReviewInput,
     ReviewOutcome,
@@ -29,12 +34,16 @@ from signgate.models import (
 from signgate.signer import KeyRing
 from tests.support import (
     free_port,
+    onboarding_request,
     payload_codec_for_tests,
     record_history,
     store_capture,
     sub_messages,
 )
 from tests.workflow.conftest import Stack
+from tests.workflow.pre_baseline_workflow import PreBaselineOnboardingWorkflow
+from workers.onboarding_worker import single_batch_activations, workflow_runner
+from workflows.app_events import AppEventWorkflow
 
 
 async def wait_for_stage(stack: Stack, handle, *stages: Stage, limit_s: float = 30) -> None:
@@ -612,6 +621,28 @@ async def test_visibility_is_upserted_only_where_a_session_can_rest(stack: Stack
     assert {"sealing", "deciding", "committing", "unlocking"} <= set(timeline)
 
 
+async def test_a_session_started_with_its_status_does_not_upsert_it_again(stack: Stack) -> None:
+    """The gateway starts a session with its tenant and `awaiting_capture` already set
+    (`start_search_attributes`): the first upsert would change nothing, so there is none."""
+    request = onboarding_request(stack.settings)
+    handle = await stack.client.start_workflow(
+        "OnboardingWorkflow",
+        request,
+        id=f"onboarding-{request.session_id}",
+        task_queue=stack.settings.task_queue,
+        result_type=OnboardingResult,
+        search_attributes=start_search_attributes(request.tenant_id),
+    )
+    stack.handles.append(handle)
+    await stack.submit(handle, request.session_id, "bona_fide")
+    assert (await handle.result()).stage is Stage.accepted
+
+    assert published_stages(await handle.fetch_history()) == ["checking", "accepted"]
+    attributes = (await handle.describe()).typed_search_attributes
+    assert attributes.get(TENANT_ID) == request.tenant_id
+    assert attributes.get(ONBOARDING_STATUS) == "accepted"
+
+
 async def test_short_steps_run_as_local_activities_and_the_unlock_follows_the_commit(
     stack: Stack,
 ) -> None:
@@ -621,7 +652,7 @@ async def test_short_steps_run_as_local_activities_and_the_unlock_follows_the_co
     request, handle = await stack.start()
     await stack.submit(handle, request.session_id, "bona_fide")
     result = await handle.result()
-    await record_history(handle, "accept_local_steps")
+    await record_history(handle, "accept_baseline")
 
     assert result.stage is Stage.accepted and result.attestation
     history = await handle.fetch_history()
@@ -642,22 +673,84 @@ async def test_short_steps_run_as_local_activities_and_the_unlock_follows_the_co
     assert len(ledger) == len(set(ledger))
 
 
-async def test_every_patch_is_decided_before_the_first_local_activity(stack: Stack) -> None:
-    """Regression, from the chaos run: `reviewer-step-up` was first asked after the checks'
-    ledger append and decision ran as local activities. When a task ended between them,
-    replay asked it in the earlier task, answered False, and failed on the marker
-    (nondeterminism, the session stuck). Now every patch a session can reach later is
-    asked before any local activity runs, so no marker can follow one."""
+async def test_a_new_session_takes_every_change_with_one_patch_marker(stack: Stack) -> None:
+    """BASELINE_2026_12: a session started today records one patch marker, before any
+    activity, and still has every change it stands for (local steps, app status events,
+    the motion challenge, sparse status upserts, the reviewer's step-up)."""
     dead = f"http://127.0.0.1:{free_port()}/hooks"  # app events are started, never delivered
     request, handle = await stack.start(callback_url=dead)
     await stack.submit(handle, request.session_id, "borderline")
     await wait_for_stage(stack, handle, Stage.awaiting_review)
 
-    order = [
-        step
-        for step in history_steps(await handle.fetch_history())
-        if not step.startswith("activity:")
+    history = await handle.fetch_history()
+    steps = history_steps(history)
+    assert [s for s in steps if s.startswith("patch:")] == ["patch:baseline-2026-12"]
+    assert steps[0] == "patch:baseline-2026-12", steps
+    assert "local:plan_checks" in steps and "local:decide" in steps
+    assert len((await stack.status(handle)).motion_challenge) == 2
+    assert published_stages(history) == ["awaiting_capture", "checking", "awaiting_review"]
+    step_up = await handle.execute_update(
+        "review",
+        ReviewInput(
+            reviewer_id="rev-alice",
+            role=ReviewerRole.reviewer,
+            approve=False,
+            reason="the face is blurred",
+            step_up=True,
+        ),
+        result_type=ReviewOutcome,
+    )
+    assert step_up.step_up_requested
+    await wait_for_stage(stack, handle, Stage.awaiting_step_up)
+    await record_history(handle, "reviewer_step_up_pending_baseline")
+    history = await handle.fetch_history()
+    assert any(
+        e.HasField("start_child_workflow_execution_initiated_event_attributes")
+        for e in history.events
+    ), "the step-up goes to the app"
+    assert [s for s in history_steps(history) if s.startswith("patch:")] == [
+        "patch:baseline-2026-12"
     ]
+
+
+async def test_a_session_from_before_the_baseline_asks_every_patch_before_a_local_activity(
+    stack: Stack,
+) -> None:
+    """Regression, from the chaos run, for sessions that ask each change with its own
+    patch (those started before BASELINE_2026_12, driven live through a copy of the
+    workflow): `reviewer-step-up` was first asked after the checks' ledger append and
+    decision ran as local activities. When a task ended between them, replay asked it in
+    the earlier task, answered False, and failed on the marker (nondeterminism, the
+    session stuck). Every patch such a session can reach later is asked before any local
+    activity runs, so no marker can follow one."""
+    queue = f"{stack.settings.task_queue}-pre-baseline"
+    worker = single_batch_activations(Worker(
+        stack.client,
+        task_queue=queue,
+        workflows=[PreBaselineOnboardingWorkflow, AppEventWorkflow],
+        activities=all_activities(stack.deps),
+        activity_executor=concurrent.futures.ThreadPoolExecutor(max_workers=8),
+        workflow_runner=workflow_runner(),
+    ))  # fmt: skip
+    dead = f"http://127.0.0.1:{free_port()}/hooks"
+    request = onboarding_request(stack.settings, callback_url=dead)
+    async with worker:
+        handle = await stack.client.start_workflow(
+            "OnboardingWorkflow",
+            request,
+            id=f"onboarding-{request.session_id}",
+            task_queue=queue,
+            result_type=OnboardingResult,
+        )
+        stack.handles.append(handle)
+        await stack.submit(handle, request.session_id, "borderline")
+        await wait_for_stage(stack, handle, Stage.awaiting_review)
+        order = [
+            step
+            for step in history_steps(await handle.fetch_history())
+            if not step.startswith("activity:")
+        ]
+        await handle.terminate("test finished")
     patches = [m for m in order if m.startswith("patch:")]
     assert {"patch:reviewer-step-up", "patch:app-status-events", "patch:local-steps"} <= set(
         patches

@@ -30,6 +30,8 @@ REQUIRED = {
     "shadow_deepfake_unlocked",
     "reviewer_step_up_then_accept",
     "accept_local_steps",
+    "accept_baseline",
+    "reviewer_step_up_pending_baseline",
 }
 # Our converter: encrypted histories (recorded with the test key) decrypt, and the older
 # plaintext ones pass through the codec untouched.
