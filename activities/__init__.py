@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from activities.checks import CheckActivities
-from activities.decision import decide
+from activities.decision import DecisionActivities
 from activities.deps import ActivityDeps
 from activities.evidence import EvidenceActivities
 from activities.ledger import LedgerActivities
@@ -28,7 +28,7 @@ def all_activities(deps: ActivityDeps) -> list[Callable[..., Any]]:
         checks.check_device,
         checks.check_provenance,
         checks.plan_checks,
-        decide,
+        DecisionActivities(deps).decide,
         ledger.append_ledger,
         ledger.commit_decision,
         signing.unlock_signing,

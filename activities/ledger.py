@@ -41,6 +41,11 @@ def decision_entry_body(request: CommitRequest) -> dict[str, Any]:
     }
 
 
+def decision_key(session_id: str) -> str:
+    """The idempotency key of a session's one `decision` entry."""
+    return f"{session_id}:decision"
+
+
 class LedgerActivities:
     def __init__(self, deps: ActivityDeps) -> None:
         self._deps = deps
@@ -60,7 +65,7 @@ class LedgerActivities:
     @reason_coded
     async def commit_decision(self, request: CommitRequest) -> LedgerReceipt:
         body = decision_entry_body(request)
-        key = f"{request.session_id}:decision"
+        key = decision_key(request.session_id)
         first_time = await asyncio.to_thread(self._deps.ledger.receipt_for, key) is None
         receipt = await asyncio.to_thread(
             self._deps.ledger.append, request.session_id, "decision", key, body

@@ -366,3 +366,45 @@ async def test_the_policy_chooses_the_cheap_first_checks(
         text.replace('cheap_first = ["provenance", "device"]', "")
     )
     assert load_policy(directory=tmp_path).cheap_first == []  # absent: all checks at once
+
+
+async def test_a_committed_decision_stands_over_the_policy_file(tmp_path: Path) -> None:
+    """`decide` reads the ledger first. A workflow task that committed a decision and was
+    lost (its worker died) is retried on a worker whose policy file decides otherwise:
+    that worker must decide what was committed, so its commit is the same entry again and
+    not a `ledger_idempotency_conflict` that fails the session."""
+    from activities.decision import DecisionActivities
+    from activities.deps import ActivityDeps
+    from activities.ledger import LedgerActivities
+    from signgate.models import CommitRequest, DecideRequest, Mode
+    from tests.support import make_settings
+
+    deps = ActivityDeps.from_settings(make_settings(tmp_path / "var", "http://127.0.0.1:9"))
+    try:
+        decisions, ledger = DecisionActivities(deps), LedgerActivities(deps)
+        request = DecideRequest(session_id="s-committed", policy_id="default", checks=round_of())
+        by_policy = await decisions.decide(request)
+        assert by_policy.action is Action.accept
+        # What the lost task committed under the policy file of the time.
+        earlier = by_policy.model_copy(
+            update={"action": Action.review, "tier": RiskTier.yellow, "reasons": ["earlier"]}
+        )
+        commit = CommitRequest(
+            session_id="s-committed",
+            tenant_id="tenant-a",
+            mode=Mode.enforce,
+            decision=earlier,
+            checks=request.checks,
+            merkle_roots=["ab" * 32],
+        )
+        receipt = await ledger.commit_decision(commit)
+
+        again = await decisions.decide(request)
+        assert again == earlier
+        recommitted = commit.model_copy(update={"decision": again})
+        assert await ledger.commit_decision(recommitted) == receipt
+        # Another session, with nothing committed, is decided by the policy file.
+        other = request.model_copy(update={"session_id": "s-other"})
+        assert await decisions.decide(other) == by_policy
+    finally:
+        await deps.aclose()
