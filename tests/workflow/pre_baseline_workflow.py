@@ -12,7 +12,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from signgate.models import OnboardingRequest, OnboardingResult
-    from workflows.onboarding import OnboardingWorkflow
+    from workflows.onboarding import REVIEWER_STEP_UP, OnboardingWorkflow
 
 
 @workflow.defn(name="OnboardingWorkflow")
@@ -23,3 +23,15 @@ class PreBaselineOnboardingWorkflow(OnboardingWorkflow):
 
     def _patched(self, patch_id: str) -> bool:
         return workflow.patched(patch_id)
+
+
+@workflow.defn(name="OnboardingWorkflow")
+class BeforeReviewerStepUpWorkflow(PreBaselineOnboardingWorkflow):
+    """As sessions started before `reviewer-step-up` run: that patch answers False."""
+
+    @workflow.run
+    async def run(self, request: OnboardingRequest) -> OnboardingResult:
+        return await super().run(request)
+
+    def _patched(self, patch_id: str) -> bool:
+        return patch_id != REVIEWER_STEP_UP and workflow.patched(patch_id)

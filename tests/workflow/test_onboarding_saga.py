@@ -6,7 +6,8 @@ import asyncio
 import base64
 import concurrent.futures
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -72,6 +73,39 @@ async def refused_review(handle: Any, review: ReviewInput) -> BaseException:
         await handle.execute_update("review", review, result_type=ReviewOutcome)
     assert refused.value.cause is not None
     return refused.value.cause
+
+
+@asynccontextmanager
+async def older_sessions(
+    stack: Stack, workflow_class: type
+) -> AsyncIterator[Callable[..., Awaitable[tuple[OnboardingRequest, Any]]]]:
+    """A worker running `workflow_class` (a copy of the workflow as older sessions run it,
+    `tests/workflow/pre_baseline_workflow.py`) on its own task queue, and a function that
+    starts a session there."""
+    queue = f"{stack.settings.task_queue}-{workflow_class.__name__}"
+    worker = Worker(
+        stack.client,
+        task_queue=queue,
+        workflows=[workflow_class, AppEventWorkflow],
+        activities=all_activities(stack.deps),
+        activity_executor=concurrent.futures.ThreadPoolExecutor(max_workers=8),
+        workflow_runner=workflow_runner(),
+    )
+
+    async def start(**overrides: object) -> tuple[OnboardingRequest, Any]:
+        request = onboarding_request(stack.settings, **overrides)
+        handle = await stack.client.start_workflow(
+            "OnboardingWorkflow",
+            request,
+            id=f"onboarding-{request.session_id}",
+            task_queue=queue,
+            result_type=OnboardingResult,
+        )
+        stack.handles.append(handle)
+        return request, handle
+
+    async with single_batch_activations(worker):
+        yield start
 
 
 def ledger_types(stack: Stack, session_id: str) -> list[str]:
@@ -723,26 +757,9 @@ async def test_a_session_from_before_the_baseline_asks_every_patch_before_a_loca
     the earlier task, answered False, and failed on the marker (nondeterminism, the
     session stuck). Every patch such a session can reach later is asked before any local
     activity runs, so no marker can follow one."""
-    queue = f"{stack.settings.task_queue}-pre-baseline"
-    worker = single_batch_activations(Worker(
-        stack.client,
-        task_queue=queue,
-        workflows=[PreBaselineOnboardingWorkflow, AppEventWorkflow],
-        activities=all_activities(stack.deps),
-        activity_executor=concurrent.futures.ThreadPoolExecutor(max_workers=8),
-        workflow_runner=workflow_runner(),
-    ))  # fmt: skip
     dead = f"http://127.0.0.1:{free_port()}/hooks"
-    request = onboarding_request(stack.settings, callback_url=dead)
-    async with worker:
-        handle = await stack.client.start_workflow(
-            "OnboardingWorkflow",
-            request,
-            id=f"onboarding-{request.session_id}",
-            task_queue=queue,
-            result_type=OnboardingResult,
-        )
-        stack.handles.append(handle)
+    async with older_sessions(stack, PreBaselineOnboardingWorkflow) as start:
+        request, handle = await start(callback_url=dead)
         await stack.submit(handle, request.session_id, "borderline")
         await wait_for_stage(stack, handle, Stage.awaiting_review)
         order = [

@@ -18,9 +18,11 @@ from signgate.models import (
 )
 from tests.support import record_history
 from tests.workflow.conftest import Stack
+from tests.workflow.pre_baseline_workflow import BeforeReviewerStepUpWorkflow
 from tests.workflow.test_onboarding_saga import (
     in_review,
     ledger_types,
+    older_sessions,
     refused_review,
     wait_for_stage,
 )
@@ -188,3 +190,26 @@ async def test_a_verdict_and_a_step_up_sent_at_once_only_one_is_taken(stack: Sta
         await wait_for_stage(stack, handle, Stage.awaiting_step_up)
     else:
         assert (await handle.result()).stage is Stage.accepted
+
+
+async def test_a_session_from_before_reviewer_step_ups_refuses_one(stack: Stack) -> None:
+    """A session started before the `reviewer-step-up` patch (driven live through a copy of
+    the workflow as those sessions run it) refuses a reviewer's step-up with its reason
+    code, and still takes a verdict."""
+    async with older_sessions(stack, BeforeReviewerStepUpWorkflow) as start:
+        request, handle = await start()
+        await stack.submit(handle, request.session_id, "borderline")
+        await wait_for_stage(stack, handle, Stage.awaiting_review)
+
+        cause = await refused_review(handle, step_up())
+        assert isinstance(cause, ApplicationError) and cause.type == "step_up_unavailable"
+        approval = step_up().model_copy(update={"step_up": False, "approve": True})
+        outcome = await handle.execute_update("review", approval, result_type=ReviewOutcome)
+        assert outcome.accepted_review and not outcome.step_up_requested
+        result = await handle.result()
+    assert result.stage is Stage.accepted
+    assert ledger_types(stack, request.session_id)[-3:] == [
+        "review",
+        "decision",
+        "signing_unlocked",
+    ]
