@@ -23,6 +23,7 @@ from policies.loader import load_policy
 from signgate.api_keys import Caller
 from signgate.errors import BadInput
 from signgate.evidence import object_key_for
+from signgate.evidence_s3 import S3EvidenceStore
 from signgate.models import (
     ArtifactKind,
     ArtifactRef,
@@ -274,6 +275,11 @@ async def submit_capture(
                 "evidence_missing",
                 f"{ref.kind.value} artifact {ref.sha256[:12]}... is not in the evidence store",
             )
+    if isinstance(gateway.store, S3EvidenceStore):
+        for ref in submission.artifacts:
+            # A direct upload went to S3 without passing the gateway's content checks: it
+            # gets them now, on its way into the locked bucket, before anything is signalled.
+            await gateway.store.ingest_staged(ref, Inspection(ref.kind, ref.content_type).stream)
     await gateway.sessions.submit_evidence(session_id, submission)
     status = await gateway.sessions.status(session_id)
     return SessionStage(session_id=session_id, stage=status.stage.value)

@@ -1,8 +1,9 @@
 """Direct uploads: a presigned S3 PUT so media go from the client straight to the bucket.
 
-The gateway never sees those bytes; it signs a URL bound to the content hash (S3 refuses a
-body that does not match it) and the announced size. What arrived is checked server side
-again before the session is sealed (`S3EvidenceStore.verify`).
+The gateway does not see those bytes as they are sent; it signs a URL bound to the content
+hash (S3 refuses a body that does not match it) and the announced size. At submit it
+reads what arrived into the locked bucket through the same content checks as an upload
+it streams (`S3EvidenceStore.ingest_staged`, from `submit_capture`).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import asyncio
 import base64
 import hashlib
 import tempfile
-from collections.abc import AsyncIterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO, cast
 
@@ -32,7 +32,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, FlexibleChecksumError
 
 from signgate.envelope import DataKeys
-from signgate.errors import BadInput, Fault
+from signgate.errors import BadInput, Fault, SigngateError
 from signgate.evidence import (
     READ_CHUNK_BYTES,
     SPOOL_BYTES,
@@ -255,6 +255,58 @@ class S3EvidenceStore:
         content hash (`evidence_hash_mismatch`); the bytes are re-hashed on the way too.
         """
         session_id, sha256 = parse_object_key(object_key)
+        size = self._staged_size(object_key, expected_size)
+        body = self._s3.get_object(Bucket=self._staging, Key=object_key)["Body"]
+        kind = ArtifactKind.selfie  # only names temp files; the ref is not kept
+        with self._upload(kind, sha256, size, session_id) as upload:
+            try:
+                for chunk in iter(lambda: body.read(READ_CHUNK_BYTES), b""):
+                    upload.write(chunk)
+            except FlexibleChecksumError as err:  # botocore checks S3's checksum as it reads
+                raise EvidenceHashMismatch(f"{object_key} does not match its checksum") from err
+            upload.commit()
+        self._s3.delete_object(Bucket=self._staging, Key=object_key)
+
+    async def ingest_staged(
+        self, ref: ArtifactRef, inspect: Callable[[AsyncIterable[bytes]], AsyncIterable[bytes]]
+    ) -> None:
+        """Ingest a direct upload now, its bytes passed through `inspect` on the way.
+
+        The gateway calls this at submit with the content checks an upload through the
+        gateway gets while it streams (`gateway.uploads.Inspection`): a direct upload never
+        passed them. Whatever is refused (the content, the size, the hash) is deleted from
+        staging, so nothing of it is kept; a fault (S3 unreachable) leaves it for a retry.
+        An object already in the locked bucket has nothing left to check.
+        """
+        key = ref.object_key
+        if await asyncio.to_thread(self._head, self._bucket, key):
+            return
+        session_id, sha256 = parse_object_key(key)
+        try:
+            size = await asyncio.to_thread(self._staged_size, key, ref.size_bytes)
+            response = await asyncio.to_thread(self._s3.get_object, Bucket=self._staging, Key=key)
+            body = response["Body"]
+
+            async def staged() -> AsyncIterator[bytes]:
+                while chunk := await asyncio.to_thread(body.read, READ_CHUNK_BYTES):
+                    yield chunk
+
+            with self._upload(ref.kind, sha256, size, session_id) as upload:
+                try:
+                    await write_batched(upload, inspect(staged()))
+                except FlexibleChecksumError as err:
+                    raise EvidenceHashMismatch(f"{key} does not match its checksum") from err
+                await asyncio.to_thread(upload.commit)
+        except SigngateError as err:
+            if err.http_status < 500:
+                await asyncio.to_thread(self._s3.delete_object, Bucket=self._staging, Key=key)
+            raise
+        await asyncio.to_thread(self._s3.delete_object, Bucket=self._staging, Key=key)
+
+    def _staged_size(self, object_key: str, expected_size: int | None) -> int:
+        """A staged upload's size, once S3 has shown it is there, of `expected_size` (when
+        given), with a checksum S3 verified equal to its content hash."""
+        _, sha256 = parse_object_key(object_key)
         try:
             head = self._s3.head_object(
                 Bucket=self._staging, Key=object_key, ChecksumMode="ENABLED"
@@ -269,16 +321,7 @@ class S3EvidenceStore:
             )
         if head.get("ChecksumSHA256") != b64_sha256(sha256):
             raise EvidenceHashMismatch(f"{object_key} has no server-verified matching checksum")
-        body = self._s3.get_object(Bucket=self._staging, Key=object_key)["Body"]
-        kind = ArtifactKind.selfie  # only names temp files; the ref is not kept
-        with self._upload(kind, sha256, int(head["ContentLength"]), session_id) as upload:
-            try:
-                for chunk in iter(lambda: body.read(READ_CHUNK_BYTES), b""):
-                    upload.write(chunk)
-            except FlexibleChecksumError as err:  # botocore checks S3's checksum as it reads
-                raise EvidenceHashMismatch(f"{object_key} does not match its checksum") from err
-            upload.commit()
-        self._s3.delete_object(Bucket=self._staging, Key=object_key)
+        return int(head["ContentLength"])
 
     # ------------------------------------------------------------------ reading
 

@@ -18,9 +18,9 @@ import pytest_asyncio
 from signgate.evidence_s3 import S3EvidenceStore
 from signgate.models import ArtifactKind, ArtifactRef, OnboardingStatus, Stage
 from tests.conftest import RunningDevServer
-from tests.gateway.conftest import REVIEWER_KEY, GatewayStack, gateway_stack
+from tests.gateway.conftest import REVIEWER_KEY, GatewayStack, capture_media, gateway_stack
 from tests.moto_s3 import unique_bucket
-from tests.support import CAPTURE_KINDS, jpeg_bytes
+from tests.support import CAPTURE_KINDS
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -49,7 +49,7 @@ async def direct_upload(
     intent = {
         "sha256": hashlib.sha256(data).hexdigest(),
         "size_bytes": len(data),
-        "content_type": "image/jpeg",
+        "content_type": "video/mp4" if kind is ArtifactKind.liveness_video else "image/jpeg",
     }
     async with gw.http() as http:
         response = await http.post(
@@ -66,14 +66,15 @@ async def direct_upload(
     return ArtifactRef.model_validate(answer["ref"])
 
 
-async def submit(gw: GatewayStack, session_id: str, nonce: str, refs: list[ArtifactRef]) -> None:
+async def submit(
+    gw: GatewayStack, session_id: str, nonce: str, refs: list[ArtifactRef]
+) -> httpx.Response:
     body = {
         "artifacts": [ref.model_dump(mode="json") for ref in refs],
         "capture": {"challenge_nonce": nonce, "scenario": "bona_fide"},
     }
     async with gw.http() as http:
-        response = await http.post(f"/v1/sessions/{session_id}/submit", json=body)
-    assert response.status_code == 202, response.text
+        return await http.post(f"/v1/sessions/{session_id}/submit", json=body)
 
 
 @dataclass(frozen=True)
@@ -88,9 +89,10 @@ async def run_direct_upload_session(gw: GatewayStack) -> DirectSession:
     """A bona fide session whose captures go straight to S3, run until it is decided."""
     created = await gw.create_session()
     session_id = created["session_id"]
-    media = {kind: jpeg_bytes(f"{session_id}:{kind}") for kind in CAPTURE_KINDS}
+    media = {kind: capture_media(session_id, kind) for kind in CAPTURE_KINDS}
     refs = [await direct_upload(gw, session_id, kind, data) for kind, data in media.items()]
-    await submit(gw, session_id, created["challenge_nonce"], refs)
+    submitted = await submit(gw, session_id, created["challenge_nonce"], refs)
+    assert submitted.status_code == 202, submitted.text
     status = await gw.wait_for_stage(session_id, Stage.accepted, Stage.rejected)
     return DirectSession(session_id, media, refs, status)
 
@@ -106,26 +108,61 @@ async def test_bona_fide_session_with_direct_s3_uploads_is_unlocked(gw_s3: Gatew
             assert plain.read() == run.media[ref.kind]
 
 
-async def test_direct_upload_of_other_bytes_is_refused_at_seal(gw_s3: GatewayStack) -> None:
+def staged(gw: GatewayStack, ref: ArtifactRef) -> bool:
+    store = gw.deps.store
+    assert isinstance(store, S3EvidenceStore)
+    listing = store._s3.list_objects_v2(Bucket=store.staging_bucket, Prefix=ref.object_key)
+    return listing.get("KeyCount", 0) > 0
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "reason"),
+    [
+        # S3 here (moto) keeps a body that misses the signed checksum: the re-hash refuses it.
+        ("other-bytes", 422, "evidence_hash_mismatch"),
+        # The hash is right but the bytes are no image: the gateway's sniffing refuses it.
+        ("not-an-image", 415, "content_type_mismatch"),
+        # A JPEG cut short: its header passes the sniffing, the full decode does not.
+        ("truncated-jpeg", 422, "image_corrupt"),
+        # Fewer bytes arrived than announced.
+        ("short-body", 422, "evidence_upload_incomplete"),
+    ],
+)
+async def test_a_bad_direct_upload_is_refused_at_submit_and_not_kept(
+    gw_s3: GatewayStack, case: str, status: int, reason: str
+) -> None:
+    """A direct upload gets the content checks at submit that an upload through the
+    gateway gets while it streams: a clear 4xx with a reason code, the staged object
+    deleted, nothing signalled (the session still waits for its capture)."""
     created = await gw_s3.create_session()
     session_id = created["session_id"]
-    media = {kind: jpeg_bytes(f"{session_id}:{kind}") for kind in CAPTURE_KINDS}
+    media = {kind: capture_media(session_id, kind) for kind in CAPTURE_KINDS}
     selfie = ArtifactKind.selfie
-    refs = [
-        await direct_upload(
-            gw_s3,
-            session_id,
-            kind,
-            data,
-            body=jpeg_bytes("a swapped selfie") if kind is selfie else None,
+    good = media[selfie]
+    body: bytes | None = None  # what is PUT, when it is not what was announced
+    if case == "other-bytes":
+        body = (
+            good[: len(good) // 2] + bytes([good[len(good) // 2] ^ 1]) + good[len(good) // 2 + 1 :]
         )
+    elif case == "not-an-image":
+        media[selfie] = b"%PDF-1.7 not a selfie"
+    elif case == "truncated-jpeg":
+        media[selfie] = good[:600]
+    else:
+        body = good[:-100]
+    refs = [
+        await direct_upload(gw_s3, session_id, kind, data, body=body if kind is selfie else None)
         for kind, data in media.items()
     ]
-    await submit(gw_s3, session_id, created["challenge_nonce"], refs)
-    status = await gw_s3.wait_for_stage(session_id, Stage.accepted, Stage.rejected)
-    assert status.stage is Stage.rejected
-    assert status.decision is not None
-    assert "evidence_hash_mismatch" in status.decision.model_dump_json()
+    bad = next(ref for ref in refs if ref.kind is selfie)
+    assert staged(gw_s3, bad)
+
+    refused = await submit(gw_s3, session_id, created["challenge_nonce"], refs)
+    assert refused.status_code == status, refused.text
+    assert refused.json()["error"]["reason"] == reason
+    assert not staged(gw_s3, bad) and not gw_s3.deps.store.exists(bad.object_key)
+    state = await gw_s3.status(session_id)
+    assert state.stage is Stage.awaiting_capture
 
 
 async def test_upload_url_needs_an_app_key(gw_s3: GatewayStack) -> None:
