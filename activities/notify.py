@@ -39,7 +39,9 @@ class NotifyActivities:
         try:
             host = check_callback_url(delivery.callback_url, settings.callback_allowed_hosts)
             port = urlsplit(delivery.callback_url).port
-            await asyncio.to_thread(check_resolved, host, port, settings.callback_allowed_hosts)
+            address = await asyncio.to_thread(
+                check_resolved, host, port, settings.callback_allowed_hosts
+            )
             async with httpx.AsyncClient() as client:
                 status = await post_event(
                     client,
@@ -47,6 +49,7 @@ class NotifyActivities:
                     event,
                     settings.webhook_secrets[0],
                     int(time.time()),
+                    address,
                 )
         except SigngateError as err:
             log.warning("app_event_delivery_failed", reason=err.reason, attempt=attempt)

@@ -6,7 +6,8 @@ SSRF vector: it must name a host on the `callback_allowed_hosts` list (exact nam
 literally (`127.0.0.1`, `::1` or `localhost`; a wildcard never covers it), and then plain
 http is allowed too, for local development and tests. The list is checked when the session
 is created (422 `callback_url_not_allowed`) and again, with the host's resolved addresses,
-before every delivery, because settings change and DNS answers change.
+before every delivery, because settings change and DNS answers change; the delivery then
+connects to the address that was checked, not to whatever a second lookup answers.
 
 A delivery is one POST of the event's canonical JSON, signed with our scheme
 (`X-Signature: t=,v1=`, the first of `webhook_secrets`, a fresh `t` per attempt) and
@@ -81,9 +82,12 @@ def check_callback_url(url: str, allowed_hosts: Sequence[str]) -> str:
     return host
 
 
-def check_resolved(host: str, port: int | None, allowed_hosts: Sequence[str]) -> None:
-    """Refuse a listed name that resolves into our own network (loopback, private, link-local)
-    unless that address itself is listed: a DNS answer must not widen the allow-list."""
+def check_resolved(host: str, port: int | None, allowed_hosts: Sequence[str]) -> str:
+    """The address to connect to: the first the host resolves to, once every address it
+    resolves to is allowed. A listed name that resolves into our own network (loopback,
+    private, link-local) is refused unless that address itself is listed: a DNS answer
+    must not widen the allow-list. The delivery then connects to this address and no
+    other (`post_event`): a second lookup could answer differently (DNS rebinding)."""
     try:
         infos = socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)
     except OSError as err:
@@ -96,6 +100,25 @@ def check_resolved(host: str, port: int | None, allowed_hosts: Sequence[str]) ->
         if _is_loopback(host) or _host_listed(address, allowed_hosts):
             continue
         raise CallbackNotAllowed(f"callback host {host!r} resolves to non-public {address}")
+    if not infos:
+        raise Fault(f"callback host {host!r} has no address", reason="callback_unreachable")
+    return str(infos[0][4][0])
+
+
+def pinned_request(url: str, address: str) -> tuple[str, dict[str, str], dict[str, str]]:
+    """`url` aimed at `address`: the URL to send to, and the Host header and httpx
+    extensions that keep the name for the app (its virtual host, TLS SNI and the
+    certificate check, which stays against the name)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    ip = ipaddress.ip_address(address)
+    netloc = f"[{ip}]" if ip.version == 6 else str(ip)
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    name = f"[{host}]" if ":" in host else host
+    header = name if parts.port is None else f"{name}:{parts.port}"
+    extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+    return parts._replace(netloc=netloc).geturl(), {"Host": header}, extensions
 
 
 def event_body(event: AppEvent) -> bytes:
@@ -131,16 +154,24 @@ async def post_event(
     event: AppEvent,
     secret: str,
     now: int,
+    address: str | None = None,
 ) -> int:
-    """One attempt: POST the signed event; the status code on 2xx, a reason-coded error else."""
+    """One attempt: POST the signed event (to `address`, the one `check_resolved` vetted,
+    when given); the status code on 2xx, a reason-coded error else."""
     body = event_body(event)
+    headers = delivery_headers(event, body, secret, now)
+    extensions: dict[str, str] = {}
+    if address is not None:
+        url, host_header, extensions = pinned_request(url, address)
+        headers.update(host_header)
     try:
         response = await client.post(
             url,
             content=body,
-            headers=delivery_headers(event, body, secret, now),
+            headers=headers,
             follow_redirects=False,
             timeout=DELIVERY_TIMEOUT_S,
+            extensions=extensions,
         )
     except httpx.TimeoutException as err:
         raise Fault(f"app did not answer: {err!r}", reason="callback_timeout") from err
