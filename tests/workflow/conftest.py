@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest_asyncio
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.common import TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
 
 from activities.deps import ActivityDeps
@@ -37,14 +38,24 @@ class Stack:
     def client(self) -> Client:
         return self.env.client
 
-    async def start(self, **overrides: object) -> tuple[OnboardingRequest, WorkflowHandle]:
+    async def start(
+        self,
+        *,
+        task_queue: str | None = None,
+        search_attributes: TypedSearchAttributes | None = None,
+        **overrides: object,
+    ) -> tuple[OnboardingRequest, WorkflowHandle]:
+        """A new session (`overrides` go to its request), on our worker's task queue
+        unless another is named, started with `search_attributes` when given (as the
+        gateway starts them)."""
         request = onboarding_request(self.settings, **overrides)
         handle = await self.client.start_workflow(
             "OnboardingWorkflow",
             request,
             id=f"onboarding-{request.session_id}",
-            task_queue=self.settings.task_queue,
+            task_queue=task_queue or self.settings.task_queue,
             result_type=OnboardingResult,
+            search_attributes=search_attributes or TypedSearchAttributes.empty,
         )
         self.handles.append(handle)
         return request, handle

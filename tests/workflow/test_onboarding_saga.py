@@ -26,7 +26,6 @@ from signgate.models import (
     CheckRequest,
     CheckStatus,
     OnboardingRequest,
-    OnboardingResult,
     ReviewerRole,
     ReviewInput,
     ReviewOutcome,
@@ -35,7 +34,6 @@ from signgate.models import (
 from signgate.signer import KeyRing
 from tests.support import (
     free_port,
-    onboarding_request,
     payload_codec_for_tests,
     record_history,
     store_capture,
@@ -67,6 +65,17 @@ async def in_review(stack: Stack, scenario: str) -> tuple[OnboardingRequest, Any
     return request, handle
 
 
+def step_up(reviewer: str = "rev-alice", role: ReviewerRole = ReviewerRole.reviewer) -> ReviewInput:
+    """A reviewer's answer "capture again" (`reviewer-step-up`)."""
+    return ReviewInput(
+        reviewer_id=reviewer,
+        role=role,
+        approve=False,
+        step_up=True,
+        reason="selfie is blurred at the jaw: capture again",
+    )
+
+
 async def refused_review(handle: Any, review: ReviewInput) -> BaseException:
     """Why the `review` Update was refused (the test fails here if it was taken)."""
     with pytest.raises(WorkflowUpdateFailedError) as refused:
@@ -93,16 +102,7 @@ async def older_sessions(
     )
 
     async def start(**overrides: object) -> tuple[OnboardingRequest, Any]:
-        request = onboarding_request(stack.settings, **overrides)
-        handle = await stack.client.start_workflow(
-            "OnboardingWorkflow",
-            request,
-            id=f"onboarding-{request.session_id}",
-            task_queue=queue,
-            result_type=OnboardingResult,
-        )
-        stack.handles.append(handle)
-        return request, handle
+        return await stack.start(task_queue=queue, **overrides)
 
     async with single_batch_activations(worker):
         yield start
@@ -658,22 +658,16 @@ async def test_visibility_is_upserted_only_where_a_session_can_rest(stack: Stack
 async def test_a_session_started_with_its_status_does_not_upsert_it_again(stack: Stack) -> None:
     """The gateway starts a session with its tenant and `awaiting_capture` already set
     (`start_search_attributes`): the first upsert would change nothing, so there is none."""
-    request = onboarding_request(stack.settings)
-    handle = await stack.client.start_workflow(
-        "OnboardingWorkflow",
-        request,
-        id=f"onboarding-{request.session_id}",
-        task_queue=stack.settings.task_queue,
-        result_type=OnboardingResult,
-        search_attributes=start_search_attributes(request.tenant_id),
+    tenant = "tenant-started-with-status"
+    request, handle = await stack.start(
+        tenant_id=tenant, search_attributes=start_search_attributes(tenant)
     )
-    stack.handles.append(handle)
     await stack.submit(handle, request.session_id, "bona_fide")
     assert (await handle.result()).stage is Stage.accepted
 
     assert published_stages(await handle.fetch_history()) == ["checking", "accepted"]
     attributes = (await handle.describe()).typed_search_attributes
-    assert attributes.get(TENANT_ID) == request.tenant_id
+    assert attributes.get(TENANT_ID) == tenant
     assert attributes.get(ONBOARDING_STATUS) == "accepted"
 
 
@@ -723,18 +717,8 @@ async def test_a_new_session_takes_every_change_with_one_patch_marker(stack: Sta
     assert "local:plan_checks" in steps and "local:decide" in steps
     assert len((await stack.status(handle)).motion_challenge) == 2
     assert published_stages(history) == ["awaiting_capture", "checking", "awaiting_review"]
-    step_up = await handle.execute_update(
-        "review",
-        ReviewInput(
-            reviewer_id="rev-alice",
-            role=ReviewerRole.reviewer,
-            approve=False,
-            reason="the face is blurred",
-            step_up=True,
-        ),
-        result_type=ReviewOutcome,
-    )
-    assert step_up.step_up_requested
+    outcome = await handle.execute_update("review", step_up(), result_type=ReviewOutcome)
+    assert outcome.step_up_requested
     await wait_for_stage(stack, handle, Stage.awaiting_step_up)
     await record_history(handle, "reviewer_step_up_pending_baseline")
     history = await handle.fetch_history()

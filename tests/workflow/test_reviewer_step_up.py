@@ -24,18 +24,9 @@ from tests.workflow.test_onboarding_saga import (
     ledger_types,
     older_sessions,
     refused_review,
+    step_up,
     wait_for_stage,
 )
-
-
-def step_up(reviewer: str = "rev-alice", role: ReviewerRole = ReviewerRole.reviewer) -> ReviewInput:
-    return ReviewInput(
-        reviewer_id=reviewer,
-        role=role,
-        approve=False,
-        step_up=True,
-        reason="selfie is blurred at the jaw: capture again",
-    )
 
 
 async def ask_for_step_up(handle: Any, review: ReviewInput | None = None) -> ReviewOutcome:
