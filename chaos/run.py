@@ -281,8 +281,11 @@ def render(report: ChaosReport) -> str:
     races = [r for r in report.records if r.plan.review == "race" and r.review_status]
     if races:
         won = sum(r.review_status == 200 for r in races)
-        lines += ["", f"Review races: {won} of {len(races)} reviewer approvals landed before "
-                  f"the final timeout; {len(races) - won} were refused after it."]  # fmt: skip
+        refused = len(races) - won
+        lines += ["", f"Review races: {won} of {len(races)} reviewer approvals were taken "
+                  f"(200) before the final timeout; {refused} "
+                  f"{'was' if refused == 1 else 'were'} refused after it. A taken approval "
+                  "accepts only if it is the last one the session needs."]  # fmt: skip
     lines += ["", "Outcomes: " + ", ".join(f"{s} {c}" for s, c in sorted(stages.items())) + "."]
     unstarted = sum(1 for r in report.records if not r.session_id and r.error is None)
     if unstarted:
