@@ -9,7 +9,7 @@ from temporalio import activity
 
 from activities.deps import ActivityDeps
 from activities.errors import reason_coded
-from activities.ledger import decision_key
+from activities.ledger import committed_decision
 from policies.engine import decide as policy_decide
 from policies.engine import load_policy
 from signgate.models import DecideRequest, Decision
@@ -33,12 +33,11 @@ class DecisionActivities:
         new worker takes the path the committed decision took, and its commit is the same
         entry again.
         """
-        ledger = self._deps.ledger
-        committed = await asyncio.to_thread(ledger.receipt_for, decision_key(request.session_id))
+        committed = await asyncio.to_thread(
+            committed_decision, self._deps.ledger, request.session_id
+        )
         if committed is not None:
-            entry = await asyncio.to_thread(ledger.get, committed.seq)
-            if entry is not None:
-                return Decision.model_validate(entry.body["decision"])
+            return committed
         policy = load_policy(request.policy_id)
         return policy_decide(
             policy,

@@ -9,8 +9,9 @@ from temporalio import activity
 
 from activities.deps import ActivityDeps
 from activities.errors import reason_coded
+from signgate.ledger import Ledger
 from signgate.metrics import DECISIONS
-from signgate.models import CommitRequest, LedgerAppend, LedgerReceipt
+from signgate.models import CommitRequest, Decision, LedgerAppend, LedgerReceipt
 
 # What a decision entry keeps of each check: enough to audit the score, nothing bulky.
 CHECK_FIELDS_IN_LEDGER = frozenset(
@@ -44,6 +45,13 @@ def decision_entry_body(request: CommitRequest) -> dict[str, Any]:
 def decision_key(session_id: str) -> str:
     """The idempotency key of a session's one `decision` entry."""
     return f"{session_id}:decision"
+
+
+def committed_decision(ledger: Ledger, session_id: str) -> Decision | None:
+    """The decision the session's `decision` entry holds, if one is committed."""
+    receipt = ledger.receipt_for(decision_key(session_id))
+    entry = None if receipt is None else ledger.get(receipt.seq)
+    return None if entry is None else Decision.model_validate(entry.body["decision"])
 
 
 class LedgerActivities:
