@@ -1,5 +1,6 @@
-"""decide: the pure policy engine, behind an activity so policy files can change without
-touching workflow determinism (the decision and the policy's sha256 land in history)."""
+"""decide: the policy engine, behind an activity so policy files can change without
+touching workflow determinism (the decision and the policy's sha256 land in history); a
+decision already committed to the ledger for the session comes first."""
 
 from __future__ import annotations
 
