@@ -22,11 +22,15 @@ Storage: the table `perceptual_hashes` lives in the ledger's SQLite file but is 
 of the ledger: the ledger's append-only triggers guard `ledger_entries` only. Every call
 opens its own connection (WAL, busy_timeout), like the ledger, so one index is safe to
 share between threads and processes. `record` is idempotent per (session, kind, sha256),
-so a retried activity does not duplicate rows. A check reads the stored rows once for all
-its images and compares each hash as a 64-bit integer (XOR, popcount): well under a
-microsecond per row and image, against about 10 us for `imagehash`'s array arithmetic.
-The scan is still linear in the images ever seen: at scale, move to a BK-tree or
-PostgreSQL bit operations behind the same two methods.
+so a retried activity does not duplicate rows.
+
+Lookup does not read every image ever seen. Each pHash is also stored as PHASH_CHUNKS
+(7) disjoint bit ranges, one indexed column each: two hashes within 6 bits of each other
+differ in at most 6 of the 7 ranges, so they agree on one of them exactly (pigeonhole,
+"multi-index hashing"). A check asks SQLite for the rows that share its SHA-256 or any
+one range (7 index lookups), then compares those few exactly, each hash as a 64-bit
+integer (XOR, popcount). A `max_distance` of 7 or more falls back to reading every row.
+Tables written before the ranges existed get them on open.
 """
 
 from __future__ import annotations
@@ -55,6 +59,11 @@ IMAGE_KINDS: tuple[ArtifactKind, ...] = (
     ArtifactKind.id_front,
     ArtifactKind.id_back,
 )
+
+# The pHash's 64 bits in PHASH_CHUNKS disjoint ranges (10 + 6 x 9 bits), lowest first.
+PHASH_CHUNKS = 7
+_CHUNK_BITS = (10, 9, 9, 9, 9, 9, 9)
+_CHUNK_COLUMNS = tuple(f"phash_part{i}" for i in range(PHASH_CHUNKS))
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS perceptual_hashes (
@@ -131,8 +140,11 @@ class PerceptualIndex:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("BEGIN IMMEDIATE")
             for statement in _SCHEMA:
                 conn.execute(statement)
+            _add_phash_chunks(conn)
+            conn.execute("COMMIT")
 
     def record(self, session_id: str, kind: ArtifactKind, sha256: str, image_bytes: bytes) -> None:
         """Remember one artifact; undecodable bytes are kept by SHA-256 alone."""
@@ -149,6 +161,7 @@ class PerceptualIndex:
                 str(hashes.phash) if hashes else None,
                 str(hashes.dhash) if hashes else None,
                 now,
+                *_phash_chunks(_as_int(str(hashes.phash)) if hashes else None),
             )
             for kind, sha256, hashes in images
         ]
@@ -156,8 +169,11 @@ class PerceptualIndex:
             conn.execute("BEGIN IMMEDIATE")
             conn.executemany(
                 "INSERT OR IGNORE INTO perceptual_hashes"
-                " (session_id, artifact_kind, sha256, phash, dhash, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                " (session_id, artifact_kind, sha256, phash, dhash, created_at, "
+                + ", ".join(_CHUNK_COLUMNS)
+                + ") VALUES (?, ?, ?, ?, ?, ?, "
+                + ", ".join("?" * PHASH_CHUNKS)
+                + ")",
                 rows,
             )
             conn.execute("COMMIT")
@@ -173,15 +189,35 @@ class PerceptualIndex:
     def _find(
         self, sha256: str, query: ImageHashes | None, exclude_session: str, max_distance: int
     ) -> list[ReplayMatch]:
-        return _matches(self._stored(exclude_session), sha256, query, max_distance)
+        candidates = self._candidates(exclude_session, sha256, query, max_distance)
+        return _matches(candidates, sha256, query, max_distance)
+
+    def _candidates(
+        self, exclude_session: str, sha256: str, query: ImageHashes | None, max_distance: int
+    ) -> list[_Stored]:
+        """Other sessions' images that can match: the same SHA-256, or (within
+        `max_distance` < PHASH_CHUNKS bits) a pHash that agrees on one of its bit ranges.
+        A superset of the matches, which `_matches` then picks exactly."""
+        if query is not None and max_distance >= PHASH_CHUNKS:
+            return self._stored(exclude_session)
+        where = "sha256 = ?"
+        params: list[str | int | None] = [exclude_session, sha256]
+        if query is not None:
+            where += "".join(f" OR {column} = ?" for column in _CHUNK_COLUMNS)
+            params.extend(_phash_chunks(_as_int(str(query.phash))))
+        return self._select(f"session_id != ? AND ({where})", params)
 
     def _stored(self, exclude_session: str) -> list[_Stored]:
-        """Every other session's image, its hashes as integers (parsed once per check)."""
+        """Every other session's image (a scan: only for thresholds multi-index hashing
+        cannot serve)."""
+        return self._select("session_id != ?", [exclude_session])
+
+    def _select(self, where: str, params: list[str | int | None]) -> list[_Stored]:
         with self._connect() as conn:
             rows = conn.execute(
                 "SELECT session_id, artifact_kind, sha256, phash, dhash FROM perceptual_hashes"
-                " WHERE session_id != ?",
-                (exclude_session,),
+                f" WHERE {where}",
+                params,
             ).fetchall()
         return [
             (sid, kind, sha, _as_int(phash), _as_int(dhash))
@@ -200,6 +236,40 @@ class PerceptualIndex:
 _Stored = tuple[str, str, str, int | None, int | None]
 
 
+def _phash_chunks(phash: int | None) -> tuple[int | None, ...]:
+    """The pHash's bit ranges, lowest first (all None for an undecodable image)."""
+    if phash is None:
+        return (None,) * PHASH_CHUNKS
+    chunks = []
+    for bits in _CHUNK_BITS:
+        chunks.append(phash & ((1 << bits) - 1))
+        phash >>= bits
+    return tuple(chunks)
+
+
+def _add_phash_chunks(conn: sqlite3.Connection) -> None:
+    """Give the table its bit-range columns and their indexes, filling them in for rows
+    written before they existed (idempotent; the caller holds a write transaction)."""
+    present = {row[1] for row in conn.execute("PRAGMA table_info(perceptual_hashes)")}
+    missing = [column for column in _CHUNK_COLUMNS if column not in present]
+    for column in missing:
+        conn.execute(f"ALTER TABLE perceptual_hashes ADD COLUMN {column} INTEGER")
+    if missing:
+        rows = conn.execute(
+            "SELECT rowid, phash FROM perceptual_hashes WHERE phash IS NOT NULL"
+        ).fetchall()
+        conn.executemany(
+            "UPDATE perceptual_hashes SET "
+            + ", ".join(f"{column} = ?" for column in _CHUNK_COLUMNS)
+            + " WHERE rowid = ?",
+            [(*_phash_chunks(_as_int(phash)), rowid) for rowid, phash in rows],
+        )
+    for column in _CHUNK_COLUMNS:
+        conn.execute(
+            f"CREATE INDEX IF NOT EXISTS perceptual_hashes_{column} ON perceptual_hashes ({column})"
+        )
+
+
 def _as_int(hex_hash: str | None) -> int | None:
     """`str(ImageHash)` is its bits as one hex number: XOR and popcount of the integers
     is the Hamming distance `ImageHash.__sub__` computes on the bit arrays."""
@@ -212,7 +282,11 @@ def _matches(
     """The stored images the query copies exactly or nearly, closest first."""
     hashes = None if query is None else (_as_int(str(query.phash)), _as_int(str(query.dhash)))
     matches = [m for row in stored if (m := _match(row, sha256, hashes, max_distance))]
-    return sorted(matches, key=lambda m: (not m.exact, _distance_key(m), m.session_id))
+    # A total order, so the closest match named does not depend on how rows were read.
+    return sorted(
+        matches,
+        key=lambda m: (not m.exact, _distance_key(m), m.session_id, m.artifact_kind, m.sha256),
+    )
 
 
 def _match(
@@ -255,7 +329,6 @@ def check_replay(
     flags: set[str] = set()
     explanations: list[str] = []
     hashed: list[HashedImage] = []
-    stored: list[_Stored] | None = None
     for kind in IMAGE_KINDS:
         image_bytes = evidence.media.get(kind)
         if image_bytes is None:
@@ -268,9 +341,7 @@ def check_replay(
             )
         sha256 = sha256_hex(image_bytes)
         hashed.append((kind, sha256, hashes))
-        if stored is None:
-            stored = index._stored(evidence.session_id)
-        matches = _matches(stored, sha256, hashes, max_distance)
+        matches = index._find(sha256, hashes, evidence.session_id, max_distance)
         if matches:
             flags.add(FLAG_REPLAYED_CAPTURE)
             explanations.append(f"{kind.value}: {describe(matches[0])}")

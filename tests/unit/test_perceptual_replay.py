@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import imagehash
@@ -277,3 +278,105 @@ def test_the_integer_distance_is_imagehash_distance(a: list[bool], b: list[bool]
     stored = [("other", "selfie", "0" * 64, _as_int(str(second)), _as_int(str(second)))]
     found = _matches(stored, "f" * 64, ImageHashes(first, first), max_distance=64)
     assert [m.phash_distance for m in found] == [first - second]
+
+
+# ------------------------------------------------------------- lookup without a full scan
+
+
+def as_hashes(phash: int, dhash: int) -> ImageHashes:
+    return ImageHashes(
+        imagehash.hex_to_hash(f"{phash:016x}"), imagehash.hex_to_hash(f"{dhash:016x}")
+    )
+
+
+def flip(value: int, bits: list[int]) -> int:
+    for bit in bits:
+        value ^= 1 << bit
+    return value
+
+
+@pytest.fixture(scope="module")
+def crowded_index(tmp_path_factory: pytest.TempPathFactory) -> PerceptualIndex:
+    """3,000 stored images with random hashes: a check must not read them all."""
+    rng = np.random.default_rng(7)
+    index = PerceptualIndex(tmp_path_factory.mktemp("crowded") / "ledger.sqlite3")
+    for start in range(0, 3000, 500):
+        index.record_round(
+            f"crowd-{start}",
+            [
+                (ArtifactKind.selfie, f"{start + i:064x}", as_hashes(int(p), int(d)))
+                for i, (p, d) in enumerate(rng.integers(0, 2**63, size=(500, 2)))
+            ],
+        )
+    return index
+
+
+@given(
+    phash=st.integers(0, 2**64 - 1),
+    dhash=st.integers(0, 2**64 - 1),
+    phash_flips=st.lists(st.integers(0, 63), max_size=DEFAULT_MAX_DISTANCE, unique=True),
+    dhash_flips=st.lists(st.integers(0, 63), max_size=DEFAULT_MAX_DISTANCE, unique=True),
+)
+def test_every_near_copy_is_found_through_the_bit_range_indexes(
+    crowded_index: PerceptualIndex,
+    phash: int,
+    dhash: int,
+    phash_flips: list[int],
+    dhash_flips: list[int],
+) -> None:
+    """Up to 6 bits off in each hash, wherever the bits are: the lookup finds the stored
+    image, and reports what reading every row would report."""
+    sha256 = f"{phash:016x}{dhash:016x}".rjust(64, "e")
+    crowded_index.record_round(
+        ORIGINAL_SESSION, [(ArtifactKind.selfie, sha256, as_hashes(phash, dhash))]
+    )
+    query = as_hashes(flip(phash, phash_flips), flip(dhash, dhash_flips))
+    found = crowded_index._find("f" * 64, query, ATTACKER_SESSION, DEFAULT_MAX_DISTANCE)
+    assert sha256 in {m.sha256 for m in found}
+    every_row = _matches(
+        crowded_index._stored(ATTACKER_SESSION), "f" * 64, query, DEFAULT_MAX_DISTANCE
+    )
+    assert found == every_row
+
+
+def test_a_lookup_reads_a_small_part_of_the_index(crowded_index: PerceptualIndex) -> None:
+    """The candidates are the rows sharing one of the pHash's 7 bit ranges (about 7 in 512
+    of random hashes), not every row: the cost of a check does not grow with every image
+    ever seen."""
+    total = len(crowded_index._stored(ATTACKER_SESSION))
+    query = as_hashes(0x0123456789ABCDEF, 0xFEDCBA9876543210)
+    candidates = crowded_index._candidates(ATTACKER_SESSION, "f" * 64, query, DEFAULT_MAX_DISTANCE)
+    assert total >= 3000
+    assert len(candidates) < total / 20
+
+
+def test_a_wider_threshold_than_the_ranges_allow_reads_every_row(
+    crowded_index: PerceptualIndex,
+) -> None:
+    query = as_hashes(0x0123456789ABCDEF, 0xFEDCBA9876543210)
+    wide = crowded_index._candidates(ATTACKER_SESSION, "f" * 64, query, max_distance=7)
+    assert len(wide) == len(crowded_index._stored(ATTACKER_SESSION))
+
+
+def test_an_index_written_before_the_bit_ranges_gets_them_on_open(
+    tmp_path: Path, astronaut: Image.Image, astronaut_jpeg: bytes
+) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    hashes = image_hashes(astronaut_jpeg)
+    assert hashes is not None
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(
+            """CREATE TABLE perceptual_hashes (
+                session_id TEXT NOT NULL, artifact_kind TEXT NOT NULL, sha256 TEXT NOT NULL,
+                phash TEXT, dhash TEXT, created_at TEXT NOT NULL,
+                UNIQUE (session_id, artifact_kind, sha256))"""
+        )
+        conn.execute(
+            "INSERT INTO perceptual_hashes VALUES (?, 'selfie', ?, ?, ?, '2026-11-01T00:00:00')",
+            (ORIGINAL_SESSION, sha256_hex(astronaut_jpeg), str(hashes.phash), str(hashes.dhash)),
+        )
+    index = PerceptualIndex(path)
+    PerceptualIndex(path)  # opening again changes nothing
+    matches = index.find_near(near_copies(astronaut)["jpeg_quality_55"], ATTACKER_SESSION)
+    assert [m.session_id for m in matches] == [ORIGINAL_SESSION]
+    assert not matches[0].exact
