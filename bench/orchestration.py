@@ -5,6 +5,10 @@ dev server on a SQLite file with the WAL pragmas (`workers.devserver.SQLITE_PRAG
 
 Goal (issue 6): the saga reaches >= 90% of its twin's rate.
 
+A third row runs the saga's own workflow with the twin's no-op activities (`bench.twin
+--saga`): its rate against the twin's is what the orchestration costs, and the rest of the
+gap to the full saga is the work inside its activities.
+
 Run: .venv/bin/python -m bench.orchestration [--sessions N] [--concurrency C]
 """
 
@@ -58,7 +62,9 @@ async def measure(n: int, concurrency: int, worker_counts: list[int]) -> Result:
             settings, client = stack.settings, stack.client
             assert client is not None
             twin_queue = f"{settings.task_queue}-twin"
+            hollow_queue = f"{settings.task_queue}-hollow"
             twins: list[subprocess.Popen[bytes]] = []
+            hollows: list[subprocess.Popen[bytes]] = []
             try:
                 for workers in worker_counts:
                     while len(stack.live_workers()) < workers:
@@ -75,15 +81,26 @@ async def measure(n: int, concurrency: int, worker_counts: list[int]) -> Result:
                             f"twin-{len(twins)}",
                             ["-m", "bench.twin", "--shape", str(shape), "--task-queue", twin_queue],
                         ))  # fmt: skip
+                    while len(hollows) < workers:
+                        hollows.append(stack.spawn(
+                            f"hollow-{len(hollows)}",
+                            ["-m", "bench.twin", "--saga", "--shape", str(shape),
+                             "--task-queue", hollow_queue],
+                        ))  # fmt: skip
                     await sessions.run_one(
                         client, twin_queue, sessions.prepare(settings, 1)[0], TWIN_WORKFLOW
                     )
+                    _, hollow_first = await sessions.run_one(
+                        client, hollow_queue, sessions.prepare(settings, 1)[0]
+                    )
+                    assert hollow_first["stage"] == "accepted", hollow_first
                     assert stack.devserver.pid and stack.sandbox
                     groups = {
                         "server": [stack.devserver.pid],
                         "saga workers + vendor sandbox": [w.pid for w in stack.live_workers()]
                         + [stack.sandbox.pid],
                         "twin workers": [t.pid for t in twins],
+                        "no-op saga workers": [h.pid for h in hollows],
                     }
                     saga_prepared = sessions.prepare(settings, n)
                     (saga_rate, _, results), saga_cpu = await timed_cpu(
@@ -98,25 +115,37 @@ async def measure(n: int, concurrency: int, worker_counts: list[int]) -> Result:
                             client, twin_queue, twin_prepared, concurrency, TWIN_WORKFLOW
                         ),
                     )
+                    hollow_prepared = sessions.prepare(settings, n)
+                    (hollow_rate, _, hollow_results), hollow_cpu = await timed_cpu(
+                        groups,
+                        sessions.run_many(client, hollow_queue, hollow_prepared, concurrency),
+                    )
+                    assert all(r["stage"] == "accepted" for r in hollow_results), "a no-op saga"
                     per = 1000 / n
-                    saga_total = sum(saga_cpu.values()) * per
-                    twin_total = sum(twin_cpu.values()) * per
+                    totals = [sum(c.values()) * per for c in (twin_cpu, hollow_cpu, saga_cpu)]
+                    server = [c["server"] * per for c in (twin_cpu, hollow_cpu, saga_cpu)]
+                    workers_ms = [
+                        twin_cpu["twin workers"] * per,
+                        hollow_cpu["no-op saga workers"] * per,
+                        saga_cpu["saga workers + vendor sandbox"] * per,
+                    ]
                     cpu_rows.append([
                         str(workers),
-                        f"{twin_cpu['server'] * per:.0f} / {saga_cpu['server'] * per:.0f}",
-                        f"{twin_cpu['twin workers'] * per:.0f} / "
-                        f"{saga_cpu['saga workers + vendor sandbox'] * per:.0f}",
-                        f"{twin_total:.0f} / {saga_total:.0f}",
-                        f"**{twin_total / saga_total:.2f}**",
+                        " / ".join(f"{v:.0f}" for v in server),
+                        " / ".join(f"{v:.0f}" for v in workers_ms),
+                        " / ".join(f"{v:.0f}" for v in totals),
+                        f"**{totals[0] / totals[1]:.2f}** / **{totals[0] / totals[2]:.2f}**",
                     ])  # fmt: skip
                     rows.append([
-                        str(workers), f"{twin_rate:.1f}", f"{saga_rate:.1f}",
+                        str(workers), f"{twin_rate:.1f}", f"{hollow_rate:.1f}",
+                        f"{saga_rate:.1f}", f"**{hollow_rate / twin_rate:.2f}**",
                         f"**{saga_rate / twin_rate:.2f}**",
                     ])  # fmt: skip
                     plot[f"saga/s, {workers} worker(s)"] = saga_rate
                     plot[f"twin/s, {workers} worker(s)"] = twin_rate
+                    plot[f"no-op-activity saga/s, {workers} worker(s)"] = hollow_rate
             finally:
-                for twin in twins:
+                for twin in twins + hollows:
                     twin.kill()
                     twin.wait(timeout=10)
     return Result(
@@ -129,26 +158,39 @@ async def measure(n: int, concurrency: int, worker_counts: list[int]) -> Result:
             "real session scheduled, in the same batches (one batch per workflow task: seal; "
             "the plan as a local activity and the five checks; ledger append, decide, commit "
             "and unlock as local activities, in turn), with the payloads recorded from it, and "
-            "does nothing in them. "
+            "does nothing in them. The middle column runs the saga's own workflow with those "
+            "same no-op activities under the saga's activity names (`python -m bench.twin "
+            "--saga`): the saga's orchestration (its workflow code, capture timer, patch "
+            "marker, upserts) without the work inside its activities. Its ratio to the twin "
+            "is the cost of the orchestration; the rest of the saga's gap is that work. "
             "Dev server "
             f"on a SQLite file with {', '.join(SQLITE_PRAGMAS)}; workers are separate "
             "processes (`signgate worker`, `python -m bench.twin`), 1000 cached workflows. "
             "Goal: saga >= 0.90x twin.\n\n"
             + _table(
-                ["worker processes", "twin sessions/s", "saga sessions/s", "saga / twin"], rows
+                [
+                    "worker processes",
+                    "twin sessions/s",
+                    "saga workflow, no-op activities sessions/s",
+                    "saga sessions/s",
+                    "no-op-activity saga / twin",
+                    "saga / twin",
+                ],
+                rows,
             )
             + "\nThe same runs in CPU milliseconds per session (psutil, user + system, "
-            "whatever else the machine was doing): the dev server, the workers (the saga's "
-            "with the vendor sandbox that answers its checks; the twin has no vendor), and "
+            "whatever else the machine was doing), each cell twin / saga workflow with "
+            "no-op activities / saga: the dev server, the workers (the saga's with the "
+            "vendor sandbox that answers its checks; the others have no vendor), and "
             "both. On a machine where all of them share the cores, the twin-to-saga ratio "
             "of total CPU is the rate ratio to expect once the cores are saturated."
         ),
         header=[
             "worker processes",
-            "server ms: twin / saga",
-            "workers ms: twin / saga",
-            "total ms: twin / saga",
-            "twin / saga CPU",
+            "server ms",
+            "workers ms",
+            "total ms",
+            "twin / no-op-activity saga, twin / saga CPU",
         ],
         rows=cpu_rows,
         plot=plot,

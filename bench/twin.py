@@ -17,6 +17,12 @@ patch markers, and its status-event children (none without a callback URL) are m
 
 A twin worker: `python -m bench.twin --shape FILE --task-queue Q` (what the benchmark
 starts, 1 or 2 of them, against the same dev server).
+
+With `--saga`, the worker runs the saga's own `OnboardingWorkflow` instead, its activities
+answered the same way (the recorded output, under the saga's activity names): the saga's
+orchestration (its workflow code, timer, patch marker and upserts) with the work inside its
+activities taken out. The benchmark's third row, which splits the saga's gap to its twin
+into what the orchestration costs and what the work costs.
 """
 
 from __future__ import annotations
@@ -148,13 +154,13 @@ class TwinWorkflow:
         return SHAPE["status"]
 
 
-def twin_activities() -> list[Callable[..., Awaitable[Any]]]:
-    """One `twin_<name>` per recorded activity: takes the input, returns the output."""
+def twin_activities(prefix: str = "twin_") -> list[Callable[..., Awaitable[Any]]]:
+    """One `<prefix><name>` per recorded activity: takes the input, returns the output."""
     outputs: dict[str, Any] = {a["name"]: a["output"] for a in SHAPE["activities"]}
 
     def make(name: str) -> Callable[..., Awaitable[Any]]:
-        @activity.defn(name=f"twin_{name}")
-        async def noop(_: dict[str, Any]) -> Any:
+        @activity.defn(name=f"{prefix}{name}")
+        async def noop(_: Any) -> Any:
             return outputs[name]
 
         return noop
@@ -162,11 +168,12 @@ def twin_activities() -> list[Callable[..., Awaitable[Any]]]:
     return [make(name) for name in outputs]
 
 
-async def serve(address: str, task_queue: str) -> None:
+async def serve(address: str, task_queue: str, saga: bool = False) -> None:
     from signgate.payload_codec import codec_for
     from signgate.settings import get_settings
     from workers.client import data_converter
     from workers.onboarding_worker import single_batch_activations, workflow_runner
+    from workflows.onboarding import OnboardingWorkflow
 
     # The saga's converter, codec included (the stack's settings come from the environment):
     # the twin pays for encryption as the saga does, and reads what the stack's client writes.
@@ -175,12 +182,12 @@ async def serve(address: str, task_queue: str) -> None:
     worker = Worker(
         client,
         task_queue=task_queue,
-        workflows=[TwinWorkflow],
-        activities=twin_activities(),
+        workflows=[OnboardingWorkflow if saga else TwinWorkflow],
+        activities=twin_activities("" if saga else "twin_"),
         # The same settings as `workers.onboarding_worker.build_worker`.
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=2),
         max_cached_workflows=1000,
-        workflow_runner=workflow_runner("bench"),
+        workflow_runner=workflow_runner() if saga else workflow_runner("bench"),
     )
     async with single_batch_activations(worker):
         await asyncio.Event().wait()
@@ -190,10 +197,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--shape", type=Path, required=True)
     parser.add_argument("--task-queue", required=True)
+    parser.add_argument(
+        "--saga", action="store_true", help="the saga's workflow with the no-op activities"
+    )
     args = parser.parse_args()
     SHAPE.update(json.loads(args.shape.read_text()))
     address = os.environ["SIGNGATE_TEMPORAL_ADDRESS"]
-    asyncio.run(serve(address, args.task_queue))
+    asyncio.run(serve(address, args.task_queue, args.saga))
 
 
 if __name__ == "__main__":
