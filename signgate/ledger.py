@@ -483,47 +483,29 @@ class LedgerReader:
         return row_entry(row) if row is not None else None
 
 
-def _file_identity(path: Path) -> tuple[int, int]:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return (-1, -1)
-    return (st.st_dev, st.st_ino)
+class LedgerWriter(LedgerReader):
+    """The write side every backend shares: validate, then append or checkpoint at the head.
 
-
-class SqliteLedger(LedgerReader):
-    """Append-only audit ledger in one SQLite file; `signer=None` opens it read/verify-only.
-
-    A read-only ledger never creates the file or the schema, so pointing a verifier at a
-    wrong path reports `ledger_missing` instead of verifying a fresh empty ledger.
+    A backend supplies `_head_tx`: a context manager that holds its one writer lock (SQLite's
+    BEGIN IMMEDIATE, PostgreSQL's advisory lock) and commits on exit.
     `checkpoint_every=0` and `checkpoint_interval_s=0` (the constructor defaults) write
     checkpoints only when asked; `clock` stamps entries and checkpoints (tests inject one).
     """
 
     def __init__(
         self,
-        path: Path,
+        table: str,
+        placeholder: str,
         signer: Signer | None,
-        *,
-        checkpoint_every: int = 0,
-        checkpoint_interval_s: float = 0,
-        clock: Clock = utc_now,
+        checkpoint_every: int,
+        checkpoint_interval_s: float,
+        clock: Clock,
     ) -> None:
-        super().__init__("ledger_entries", "?")
-        self._path = path
+        super().__init__(table, placeholder)
         self._signer = signer
         self._checkpoint_every = checkpoint_every
         self._checkpoint_interval_s = checkpoint_interval_s
         self._clock = clock
-        self._local = threading.local()
-        if signer is not None:
-            self._create_schema()
-
-    @property
-    def path(self) -> Path:
-        return self._path
-
-    # ------------------------------------------------------------------ writing
 
     def append(
         self, session_id: str, entry_type: str, idempotency_key: str, body: dict[str, Any]
@@ -559,6 +541,48 @@ class SqliteLedger(LedgerReader):
         if self._signer is None:
             raise LedgerReadOnly("this ledger was opened without a signer")
         return self._signer
+
+    def _head_tx(self) -> AbstractContextManager[HeadTx]:
+        raise NotImplementedError
+
+
+def _file_identity(path: Path) -> tuple[int, int]:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return (-1, -1)
+    return (st.st_dev, st.st_ino)
+
+
+class SqliteLedger(LedgerWriter):
+    """Append-only audit ledger in one SQLite file; `signer=None` opens it read/verify-only.
+
+    A read-only ledger never creates the file or the schema, so pointing a verifier at a
+    wrong path reports `ledger_missing` instead of verifying a fresh empty ledger.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        signer: Signer | None,
+        *,
+        checkpoint_every: int = 0,
+        checkpoint_interval_s: float = 0,
+        clock: Clock = utc_now,
+    ) -> None:
+        super().__init__(
+            "ledger_entries", "?", signer, checkpoint_every, checkpoint_interval_s, clock
+        )
+        self._path = path
+        self._local = threading.local()
+        if signer is not None:
+            self._create_schema()
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    # ------------------------------------------------------------------ writing
 
     @contextmanager
     def _head_tx(self) -> Iterator[HeadTx]:

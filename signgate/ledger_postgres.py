@@ -42,16 +42,11 @@ from signgate.ledger import (
     Clock,
     HeadTx,
     LedgerMissing,
-    LedgerReader,
-    LedgerReadOnly,
     LedgerVerifyReport,
-    append_at_head,
-    checkpoint_at_head,
+    LedgerWriter,
     utc_now,
-    validate_append,
     verify_rows,
 )
-from signgate.models import LedgerReceipt
 from signgate.signer import KeyRing, Signer
 
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -131,7 +126,7 @@ def grant_append_only(conn: psycopg.Connection[Any], schema: str, role: str) -> 
     conn.execute(f"GRANT SELECT, INSERT ON {t} TO {role}")
 
 
-class PostgresLedger(LedgerReader):
+class PostgresLedger(LedgerWriter):
     """Append-only audit ledger in `schema.ledger_entries`; `signer=None` is read-only.
 
     A writer creates the schema when the table is missing (under the same advisory lock,
@@ -151,13 +146,11 @@ class PostgresLedger(LedgerReader):
     ) -> None:
         if not _SCHEMA_NAME.fullmatch(schema):
             raise BadInput(f"invalid ledger schema name {schema!r}", reason="bad_input")
-        super().__init__(f"{schema}.ledger_entries", "%s")
+        super().__init__(
+            f"{schema}.ledger_entries", "%s", signer, checkpoint_every, checkpoint_interval_s, clock
+        )
         self._dsn = dsn
         self._schema = schema
-        self._signer = signer
-        self._checkpoint_every = checkpoint_every
-        self._checkpoint_interval_s = checkpoint_interval_s
-        self._clock = clock
         self._lock_key = lock_key(schema)
         self._pool: ConnectionPool[Any] | None = None
         self._pool_lock = threading.Lock()
@@ -195,39 +188,10 @@ class PostgresLedger(LedgerReader):
 
     # ------------------------------------------------------------------ writing
 
-    def append(
-        self, session_id: str, entry_type: str, idempotency_key: str, body: dict[str, Any]
-    ) -> LedgerReceipt:
-        """Append one signed entry, idempotently (see `SqliteLedger.append`)."""
-        signer = self._writer()
-        body_text = validate_append(session_id, entry_type, idempotency_key, body)
-        with self._head_tx() as tx:
-            return append_at_head(
-                tx,
-                signer,
-                session_id,
-                entry_type,
-                idempotency_key,
-                body_text,
-                self._checkpoint_every,
-                self._checkpoint_interval_s,
-                self._clock,
-            )
-
-    def checkpoint(self) -> LedgerReceipt | None:
-        signer = self._writer()
-        with self._head_tx() as tx:
-            return checkpoint_at_head(tx, signer, self._clock)
-
     def grant_append_only(self, role: str) -> None:
         """`grant_append_only` on this ledger's schema (connect as the owner to call it)."""
         with self._connect() as conn:
             grant_append_only(conn, self._schema, role)
-
-    def _writer(self) -> Signer:
-        if self._signer is None:
-            raise LedgerReadOnly("this ledger was opened without a signer")
-        return self._signer
 
     @contextmanager
     def _head_tx(self) -> Iterator[HeadTx]:
