@@ -20,16 +20,19 @@ import json
 import subprocess
 import sys
 import tempfile
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
 import psutil
+from temporalio.client import Client
 
 from bench import sessions
 from bench.results import Result
 from bench.twin import TWIN_WORKFLOW, record_shape
 from chaos.stack import Stack, StackConfig
+from signgate.settings import Settings
 from workers.devserver import SQLITE_PRAGMAS
 
 T = TypeVar("T")
@@ -50,6 +53,69 @@ async def timed_cpu(groups: dict[str, list[int]], run: Awaitable[T]) -> tuple[T,
     before = {name: cpu_seconds(pids) for name, pids in groups.items()}
     result = await run
     return result, {name: cpu_seconds(pids) - before[name] for name, pids in groups.items()}
+
+
+VARIANTS = ("twin", "no-op-activity saga", "saga")
+ROUNDS = 3  # each variant runs once per round, in a rotated order: drift hits all alike
+
+RunResult = tuple[tuple[float, list[float], list[dict[str, object]]], dict[str, float]]
+
+
+@dataclass
+class Tally:
+    """One variant's rounds added up: sessions, seconds and CPU seconds per process group."""
+
+    sessions: int = 0
+    seconds: float = 0.0
+    cpu: dict[str, float] = field(default_factory=dict)
+
+    def add(self, count: int, rate: float, cpu: dict[str, float]) -> None:
+        self.sessions += count
+        self.seconds += count / rate
+        for group, used in cpu.items():
+            self.cpu[group] = self.cpu.get(group, 0.0) + used
+
+    @property
+    def rate(self) -> float:
+        return self.sessions / self.seconds
+
+    @property
+    def per_session(self) -> float:
+        """Multiplier from CPU seconds in all to milliseconds per session."""
+        return 1000 / self.sessions
+
+
+def session_runner(
+    client: Client, settings: Settings, groups: dict[str, list[int]], n: int, concurrency: int
+) -> Callable[[str, str], Awaitable[RunResult]]:
+    """Runs n fresh sessions of a workflow type on a task queue, timing CPU by group."""
+
+    async def run(queue: str, workflow: str) -> RunResult:
+        prepared = sessions.prepare(settings, n)
+        return await timed_cpu(
+            groups, sessions.run_many(client, queue, prepared, concurrency, workflow)
+        )
+
+    return run
+
+
+async def run_rounds(
+    variants: dict[str, tuple[str, str]],
+    run: Callable[[str, str], Awaitable[RunResult]],
+) -> dict[str, Tally]:
+    """`ROUNDS` runs of every variant (its task queue and workflow type), interleaved, so a
+    slower minute of a shared machine does not fall on one variant alone. Every session
+    but the twin's must end accepted."""
+    tallies = {name: Tally() for name in variants}
+    names = list(variants)
+    for round_no in range(ROUNDS):
+        shift = round_no % len(names)
+        for name in names[shift:] + names[:shift]:
+            (rate, _, results), cpu = await run(*variants[name])
+            if name != "twin":
+                assert all(r["stage"] == "accepted" for r in results), f"a {name} did not accept"
+            tallies[name].add(len(results), rate, cpu)
+    return tallies
 
 
 async def measure(n: int, concurrency: int, worker_counts: list[int]) -> Result:
@@ -102,32 +168,25 @@ async def measure(n: int, concurrency: int, worker_counts: list[int]) -> Result:
                         "twin workers": [t.pid for t in twins],
                         "no-op saga workers": [h.pid for h in hollows],
                     }
-                    saga_prepared = sessions.prepare(settings, n)
-                    (saga_rate, _, results), saga_cpu = await timed_cpu(
-                        groups,
-                        sessions.run_many(client, settings.task_queue, saga_prepared, concurrency),
+                    tallies = await run_rounds(
+                        {
+                            "twin": (twin_queue, TWIN_WORKFLOW),
+                            "no-op-activity saga": (hollow_queue, sessions.WORKFLOW_TYPE),
+                            "saga": (settings.task_queue, sessions.WORKFLOW_TYPE),
+                        },
+                        session_runner(client, settings, groups, n, concurrency),
                     )
-                    assert all(r["stage"] == "accepted" for r in results), "a saga did not accept"
-                    twin_prepared = sessions.prepare(settings, n)
-                    (twin_rate, _, _), twin_cpu = await timed_cpu(
-                        groups,
-                        sessions.run_many(
-                            client, twin_queue, twin_prepared, concurrency, TWIN_WORKFLOW
-                        ),
-                    )
-                    hollow_prepared = sessions.prepare(settings, n)
-                    (hollow_rate, _, hollow_results), hollow_cpu = await timed_cpu(
-                        groups,
-                        sessions.run_many(client, hollow_queue, hollow_prepared, concurrency),
-                    )
-                    assert all(r["stage"] == "accepted" for r in hollow_results), "a no-op saga"
-                    per = 1000 / n
-                    totals = [sum(c.values()) * per for c in (twin_cpu, hollow_cpu, saga_cpu)]
-                    server = [c["server"] * per for c in (twin_cpu, hollow_cpu, saga_cpu)]
+                    ordered = [tallies[v] for v in VARIANTS]
+                    twin_rate, hollow_rate, saga_rate = (t.rate for t in ordered)
+                    totals = [sum(t.cpu.values()) * t.per_session for t in ordered]
+                    server = [t.cpu["server"] * t.per_session for t in ordered]
                     workers_ms = [
-                        twin_cpu["twin workers"] * per,
-                        hollow_cpu["no-op saga workers"] * per,
-                        saga_cpu["saga workers + vendor sandbox"] * per,
+                        t.cpu[group] * t.per_session
+                        for t, group in zip(
+                            ordered,
+                            ["twin workers", "no-op saga workers", "saga workers + vendor sandbox"],
+                            strict=True,
+                        )
                     ]
                     cpu_rows.append([
                         str(workers),
@@ -151,7 +210,8 @@ async def measure(n: int, concurrency: int, worker_counts: list[int]) -> Result:
     return Result(
         title="1. Orchestration overhead: the saga against its no-op twin",
         notes=(
-            f"{n} sessions per row, {concurrency} in flight, started as the gateway starts "
+            f"{ROUNDS} x {n} sessions per cell ({ROUNDS} rounds, each running every variant "
+            f"once in a rotated order), {concurrency} in flight, started as the gateway starts "
             "them (start, `status` query for the challenge, `evidence_submitted` signal) "
             "straight on Temporal, until each workflow's result. Auto-accept path, sandbox "
             "answering instantly. The twin (`bench/twin.py`) schedules the activities a "
