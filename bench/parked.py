@@ -60,7 +60,7 @@ async def park(stack: Stack, n: int, concurrency: int = 30) -> float:
     raise TimeoutError(f"only {count.count} of {n} sessions reached review")
 
 
-async def measure(levels: list[int]) -> Result:
+async def measure(levels: list[int], windows: int = IDLE_WINDOWS) -> Result:
     rows: list[list[str]] = []
     plot: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="bench-parked-") as tmp:
@@ -83,7 +83,7 @@ async def measure(levels: list[int]) -> Result:
                 rss = worker.memory_info().rss
                 # Two minutes of windows: what the server does right after a burst
                 # (draining its own queues) apart from what parked sessions cost it for good.
-                cpu = await asyncio.to_thread(idle_cpu, server, IDLE_WINDOWS)
+                cpu = await asyncio.to_thread(idle_cpu, server, windows)
                 rows.append([
                     f"{level:,}", f"{took:.0f}", f"{rss / MiB:.0f}", ratio(rss, base_rss),
                     f"{server.memory_info().rss / MiB:.0f}", f"{cpu[0]:.1f}",
@@ -94,7 +94,7 @@ async def measure(levels: list[int]) -> Result:
         title="5. Parked sessions awaiting review",
         notes=(
             "Worker RSS (`signgate worker`, one process, `max_cached_workflows=1000`) and "
-            f"the dev server's CPU in {IDLE_WINDOWS} consecutive {IDLE_WINDOW_S:.0f} s windows "
+            f"the dev server's CPU in {windows} consecutive {IDLE_WINDOW_S:.0f} s windows "
             "once every session is parked (`OnboardingStatus = 'awaiting_review'`): the "
             "first window, then the median and the highest of the others. Baseline: the "
             "same processes with one session parked, measured first (one window)."
@@ -114,8 +114,8 @@ async def measure(levels: list[int]) -> Result:
     )
 
 
-def run(levels: list[int] | None = None) -> Result:
-    return asyncio.run(measure(levels or [1000, 5000]))
+def run(levels: list[int] | None = None, windows: int = IDLE_WINDOWS) -> Result:
+    return asyncio.run(measure(levels or [1000, 5000], windows))
 
 
 def main() -> None:
