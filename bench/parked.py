@@ -61,6 +61,8 @@ async def park(stack: Stack, n: int, concurrency: int = 30) -> float:
 
 
 async def measure(levels: list[int], windows: int = IDLE_WINDOWS) -> Result:
+    if windows < 2:
+        raise ValueError("the first window and at least one later one: windows >= 2")
     rows: list[list[str]] = []
     plot: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="bench-parked-") as tmp:
@@ -81,8 +83,8 @@ async def measure(levels: list[int], windows: int = IDLE_WINDOWS) -> Result:
                 parked = level
                 await asyncio.sleep(2)  # let the last activations finish
                 rss = worker.memory_info().rss
-                # Two minutes of windows: what the server does right after a burst
-                # (draining its own queues) apart from what parked sessions cost it for good.
+                # Windows over two minutes (by default): what the server does right after a
+                # burst (draining its own queues) apart from what parked sessions cost for good.
                 cpu = await asyncio.to_thread(idle_cpu, server, windows)
                 rows.append([
                     f"{level:,}", f"{took:.0f}", f"{rss / MiB:.0f}", ratio(rss, base_rss),
