@@ -8,6 +8,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -34,6 +35,23 @@ def machine() -> str:
         f"{platform.node()}: {os.cpu_count()} cores ({cpu}), Linux {platform.release()}, "
         f"Python {platform.python_version()}; load average at the end {load}"
     )
+
+
+def commit() -> str:
+    """The checkout's commit, `+` if it has uncommitted changes ("unknown" outside git)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"`{head}`{'+' if dirty else ''}"
 
 
 def write_section(path: Path, body: str) -> None:
@@ -100,6 +118,7 @@ def main() -> None:
         if args.only and name not in args.only.split(","):
             continue
         result = step()
+        result.measured = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC at {commit()}"
         result.print()
         # Kept per step, so one failed benchmark does not lose the others' figures.
         (results_dir / f"{name}.json").write_text(json.dumps(asdict(result)))
@@ -110,11 +129,11 @@ def main() -> None:
     ]
     header = (
         f"## Issue 6: orchestration, parallelism, ingest, ledger, parked sessions\n\n"
-        f"Measured {started:%Y-%m-%d %H:%M} UTC by `make bench` on {machine()} (load "
-        f"average at the start {load_at_start}). The dev server, the workers, the vendor "
-        "sandbox, the gateway and the driver all share these cores, so absolute rates are "
-        "the machine's; the ratios, each against a baseline measured in the same run, are "
-        "what to compare. Plot: `docs/bench.png`.\n\n"
+        f"Written {started:%Y-%m-%d %H:%M} UTC by `python -m bench` on {machine()} (load "
+        f"average at the start {load_at_start}); each step says when it ran. The dev "
+        "server, the workers, the vendor sandbox, the gateway and the driver all share "
+        "these cores, so absolute rates are the machine's; the ratios, each against a "
+        "baseline measured in the same run, are what to compare. Plot: `docs/bench.png`.\n\n"
     )
     body = header + "\n".join(r.markdown() for r in results)
     if args.write:

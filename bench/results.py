@@ -12,9 +12,15 @@ class Result:
     header: list[str]
     rows: list[list[str]]
     plot: dict[str, float] = field(default_factory=dict)  # label -> value, for docs/bench.png
+    # When and on which commit this step ran (`python -m bench` stamps it): steps rerun
+    # with --only sit beside older ones in BENCHMARKS.md, each saying where it is from.
+    measured: str = ""
 
     def markdown(self) -> str:
-        lines = [f"### {self.title}", "", self.notes, ""]
+        lines = [f"### {self.title}", ""]
+        if self.measured:
+            lines += [f"Measured {self.measured}.", ""]
+        lines += [self.notes, ""]
         lines.append("| " + " | ".join(self.header) + " |")
         lines.append("|" + "---|" * len(self.header))
         lines += ["| " + " | ".join(row) + " |" for row in self.rows]

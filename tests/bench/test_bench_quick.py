@@ -57,6 +57,9 @@ def test_a_quick_bench_writes_every_table_below_the_prose(tmp_path: Path) -> Non
     assert text.startswith("# Benchmarks\n\nHand-written notes stay.\n")
     for title in TITLES:
         assert f"### {title}" in text, title
+    stamps = re.findall(r"Measured \d{4}-\d\d-\d\d \d\d:\d\d UTC at (\S+)\.", text)
+    assert len(stamps) == len(TITLES), stamps  # each step says when and at which commit
+    assert all(re.fullmatch(r"`[0-9a-f]{7,}`\+?", stamp) for stamp in stamps), stamps
 
     orchestration = table_after(text, TITLES[0])
     assert [row[0] for row in orchestration] == ["1", "2"]  # 1 and 2 worker processes
