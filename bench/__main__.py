@@ -38,17 +38,17 @@ def machine() -> str:
 
 
 def commit() -> str:
-    """The checkout's commit, `+` if it has uncommitted changes ("unknown" outside git)."""
+    """The checkout's commit, `+` if its code has uncommitted changes ("unknown" outside
+    git). Documents and the plot do not count: the bench itself rewrites them."""
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+            ["git", "status", "--porcelain", "--untracked-files=no", "--",
+             ".", ":(exclude)*.md", ":(exclude)docs"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return f"`{head}`{'+' if dirty else ''}"
