@@ -66,8 +66,9 @@ def test_a_quick_bench_writes_every_table_below_the_prose(tmp_path: Path) -> Non
     for row in orchestration:
         rates = [float(cell) for cell in row[1:4]]
         assert all(rate > 0 for rate in rates), row
-        assert ratio(row[4]) == pytest.approx(rates[1] / rates[0], abs=0.01)
-        assert ratio(row[5]) == pytest.approx(rates[2] / rates[0], abs=0.01)
+        # The table rounds rates to 0.1/s and ratios to 0.01: compare within that rounding.
+        assert ratio(row[4]) == pytest.approx(rates[1] / rates[0], rel=0.03, abs=0.01)
+        assert ratio(row[5]) == pytest.approx(rates[2] / rates[0], rel=0.03, abs=0.01)
 
     parallelism = {row[0]: row[1] for row in table_after(text, TITLES[1])}
     assert parallelism["sum of check latencies (sequential pipeline)"] == "1050"
