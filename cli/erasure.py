@@ -50,9 +50,8 @@ def _act(
     operation: Callable[[Erasure], Operation], session_id: str, reason: str, by: str | None
 ) -> LedgerReceipt:
     """Run one ledgered act (`operation` picks it) as `by`, else the OS user; refusals exit 2."""
-    erasure = _erasure()
     try:
-        return operation(erasure)(session_id, by or getpass.getuser(), reason)
+        return operation(_erasure())(session_id, by or getpass.getuser(), reason)
     except SigngateError as err:
         _fail(err)
 

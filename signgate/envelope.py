@@ -73,12 +73,27 @@ class KeyEncryptionKey(Protocol):
     def unwrap(self, wrapped: bytes, context: bytes) -> bytes: ...
 
 
-class LocalKeyEncryptionKey:
-    """A 256-bit AES-GCM KEK in a 0o400 file, created on first use (the embedded default)."""
+class KeyEncryptionKeyMissing(Fault):
+    """Data keys exist but the KEK that wrapped them does not: restore it, never replace it."""
 
-    def __init__(self, path: Path) -> None:
+    reason = "kek_missing"
+
+
+class LocalKeyEncryptionKey:
+    """A 256-bit AES-GCM KEK in a 0o400 file, created on first use (the embedded default).
+
+    `create=False` refuses to mint one: a KEK minted beside data keys wrapped by a lost
+    one would start every process as usual while leaving all their evidence unreadable,
+    found out only when someone reads it (`evidence_undecryptable`)."""
+
+    def __init__(self, path: Path, create: bool = True) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
+            if not create:
+                raise KeyEncryptionKeyMissing(
+                    f"{path} is missing while data keys wrapped by a key-encryption key "
+                    "exist: restore it from a backup (a new one cannot unwrap them)"
+                )
             write_once(path, secrets.token_bytes(32), mode=0o400)
         key = path.read_bytes()
         if len(key) != 32:
@@ -129,7 +144,15 @@ class DataKeys:
         except FileNotFoundError:
             self._refuse_erased(session_id)  # erased between our check and our read
             raise
-        return self._kek.unwrap(bytes.fromhex(record["wrapped"]), _context(session_id))
+        try:
+            return self._kek.unwrap(bytes.fromhex(record["wrapped"]), _context(session_id))
+        except EvidenceUndecryptable as err:
+            if record.get("kek_id") == self._kek.key_id:
+                raise
+            raise EvidenceUndecryptable(
+                f"the data key of {session_id} was wrapped by {record.get('kek_id')!r}, "
+                f"which this process does not hold (it holds {self._kek.key_id!r})"
+            ) from err
 
     def erase(self, session_id: str, reason: str) -> bool:
         """Destroy the session's data key; True if there was one. The tombstone goes first,
@@ -244,5 +267,8 @@ def encrypt_bytes(key: bytes, object_key: str, chunks: Iterable[bytes], sink: Bi
 
 
 def default_data_keys(keys_dir: Path) -> DataKeys:
-    """The embedded default: KEK file `keys_dir/kek.key`, wrapped keys in `keys_dir/data`."""
-    return DataKeys(keys_dir / "data", LocalKeyEncryptionKey(keys_dir / "kek.key"))
+    """The embedded default: KEK file `keys_dir/kek.key`, wrapped keys in `keys_dir/data`.
+    A KEK is minted only while no wrapped data key exists (`kek_missing` otherwise)."""
+    data = keys_dir / "data"
+    wrapped_exist = data.is_dir() and next(data.glob("*.json"), None) is not None
+    return DataKeys(data, LocalKeyEncryptionKey(keys_dir / "kek.key", create=not wrapped_exist))

@@ -14,6 +14,7 @@ from signgate.envelope import (
     DataKeys,
     EvidenceErased,
     EvidenceUndecryptable,
+    KeyEncryptionKeyMissing,
     LocalKeyEncryptionKey,
     decrypt_frames,
     default_data_keys,
@@ -134,8 +135,34 @@ def test_data_keys_are_stored_only_wrapped(keys: DataKeys, tmp_path: Path) -> No
 def test_a_different_kek_cannot_unwrap(tmp_path: Path, keys: DataKeys) -> None:
     keys.key_for("sess-a")
     other = DataKeys(tmp_path / "keys" / "data", LocalKeyEncryptionKey(tmp_path / "other.key"))
-    with pytest.raises(EvidenceUndecryptable):
+    with pytest.raises(EvidenceUndecryptable, match=r"wrapped by 'kek-[0-9a-f]{16}'"):
         other.key_for("sess-a")
+
+
+def test_a_lost_kek_is_not_silently_replaced(tmp_path: Path, keys: DataKeys) -> None:
+    """A fresh KEK beside data keys wrapped by a lost one would start every process as
+    usual and leave all that evidence unreadable: refuse to start instead."""
+    key = keys.key_for("sess-a")
+    kek = tmp_path / "keys" / "kek.key"
+    backup = kek.read_bytes()
+    kek.unlink()
+    with pytest.raises(KeyEncryptionKeyMissing, match="restore it from a backup") as refused:
+        default_data_keys(tmp_path / "keys")
+    assert refused.value.reason == "kek_missing"
+    assert not kek.exists()  # nothing minted
+    kek.write_bytes(backup)  # restored: everything reads again
+    assert default_data_keys(tmp_path / "keys").key_for("sess-a") == key
+
+
+def test_a_kek_is_minted_when_no_wrapped_key_is_left(tmp_path: Path, keys: DataKeys) -> None:
+    """Erased sessions keep only a tombstone, which no KEK can unlock anyway."""
+    keys.key_for("sess-a")
+    assert keys.erase("sess-a", "request")
+    (tmp_path / "keys" / "kek.key").unlink()
+    fresh = default_data_keys(tmp_path / "keys")
+    assert len(fresh.key_for("sess-b")) == 32
+    with pytest.raises(EvidenceErased):
+        fresh.key_for("sess-a")
 
 
 @pytest.mark.parametrize("session", ["../x", "a/b", "", "x" * 65])
