@@ -25,7 +25,8 @@ import hashlib
 import os
 import re
 import tempfile
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Protocol, cast
 
@@ -164,7 +165,67 @@ def decrypt_to_spool(data_keys: DataKeys, object_key: str, source: BinaryIO) -> 
     return cast(BinaryIO, spool)
 
 
-class LocalEvidenceStore:
+class UploadingStore:
+    """`put_stream` and `put_bytes` for every backend: the backend supplies the upload
+    (`_new_upload`), which hashes, counts and stores as it is written."""
+
+    def _new_upload(
+        self, kind: ArtifactKind, expected: str, max_bytes: int, session_id: str | None
+    ) -> HashedUpload:
+        raise NotImplementedError
+
+    @contextmanager
+    def _upload(
+        self, kind: ArtifactKind, expected: str, max_bytes: int, session_id: str | None
+    ) -> Iterator[HashedUpload]:
+        """An upload whose temp file goes when the block ends, committed or refused."""
+        upload = self._new_upload(kind, expected, max_bytes, session_id)
+        try:
+            yield upload
+        finally:
+            upload.discard()
+
+    async def put_stream(
+        self,
+        kind: ArtifactKind,
+        chunks: AsyncIterable[bytes],
+        expected_sha256: str,
+        max_bytes: int,
+        content_type: str,
+        session_id: str | None = None,
+    ) -> ArtifactRef:
+        """Store an upload, hashing while streaming; refuse it unless it hashes as promised.
+
+        The commit, which fsyncs or PUTs and can block for a while, runs in a thread.
+        """
+        with self._upload(kind, expected_sha256, max_bytes, session_id) as upload:
+            await write_batched(upload, chunks)
+            await asyncio.to_thread(upload.commit)
+        return upload.ref(content_type)
+
+    def put_bytes(
+        self,
+        kind: ArtifactKind,
+        data: bytes,
+        content_type: str,
+        expected_sha256: str | None = None,
+        max_bytes: int | None = None,
+        session_id: str | None = None,
+    ) -> ArtifactRef:
+        """Synchronous convenience for small in-memory artifacts (tests, demo, sandbox).
+
+        Without `expected_sha256` the bytes are taken as they are (their own hash is the
+        expected one); without `max_bytes` there is no limit.
+        """
+        expected = expected_sha256 if expected_sha256 is not None else sha256_hex(data)
+        limit = max_bytes if max_bytes is not None else len(data)
+        with self._upload(kind, expected, limit, session_id) as upload:
+            upload.write(data)
+            upload.commit()
+        return upload.ref(content_type)
+
+
+class LocalEvidenceStore(UploadingStore):
     """Write-once content-addressed files under `root`. Safe across threads and processes:
     every mutation is a create-if-absent link, and nothing is ever modified in place."""
 
@@ -187,51 +248,10 @@ class LocalEvidenceStore:
 
     # ------------------------------------------------------------------ writing
 
-    async def put_stream(
-        self,
-        kind: ArtifactKind,
-        chunks: AsyncIterable[bytes],
-        expected_sha256: str,
-        max_bytes: int,
-        content_type: str,
-        session_id: str | None = None,
-    ) -> ArtifactRef:
-        """Store an upload, hashing while streaming; refuse it unless it hashes as promised.
-
-        Chunk writes go to the page cache and stay on the event loop; the fsync and the
-        link, which can block for a while, run in a thread.
-        """
-        upload = _Upload(self, kind, expected_sha256, max_bytes, session_id)
-        try:
-            await write_batched(upload, chunks)
-            await asyncio.to_thread(upload.commit)
-        finally:
-            upload.discard()
-        return upload.ref(content_type)
-
-    def put_bytes(
-        self,
-        kind: ArtifactKind,
-        data: bytes,
-        content_type: str,
-        expected_sha256: str | None = None,
-        max_bytes: int | None = None,
-        session_id: str | None = None,
-    ) -> ArtifactRef:
-        """Synchronous convenience for small in-memory artifacts (tests, demo, sandbox).
-
-        Without `expected_sha256` the bytes are taken as they are (their own hash is the
-        expected one); without `max_bytes` there is no limit.
-        """
-        expected = expected_sha256 if expected_sha256 is not None else sha256_hex(data)
-        limit = max_bytes if max_bytes is not None else len(data)
-        upload = _Upload(self, kind, expected, limit, session_id)
-        try:
-            upload.write(data)
-            upload.commit()
-        finally:
-            upload.discard()
-        return upload.ref(content_type)
+    def _new_upload(
+        self, kind: ArtifactKind, expected: str, max_bytes: int, session_id: str | None
+    ) -> HashedUpload:
+        return _Upload(self, kind, expected, max_bytes, session_id)
 
     def _place(self, tmp: Path, object_key: str) -> None:
         """Link the finished temp file to its object path; an existing object is kept."""
@@ -395,6 +415,14 @@ class HashedUpload:
             raise EvidenceHashMismatch(
                 f"{self._kind.value} hashes to {actual}, not the declared {self._expected}"
             )
+
+    def commit(self) -> None:
+        """Check the promised hash and store the object (the backend's way)."""
+        raise NotImplementedError
+
+    def discard(self) -> None:
+        """Always called once the upload is over: release the temp file."""
+        self._file.close()
 
     def ref(self, content_type: str) -> ArtifactRef:
         """The stored object's ref; only called once `commit` has accepted the hash."""

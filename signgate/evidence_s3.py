@@ -23,8 +23,7 @@ import asyncio
 import base64
 import hashlib
 import tempfile
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any, BinaryIO, cast
 
 import boto3
@@ -39,6 +38,7 @@ from signgate.evidence import (
     EvidenceHashMismatch,
     EvidenceMissing,
     HashedUpload,
+    UploadingStore,
     _valid_sha256,
     decrypt_to_spool,
     object_key_for,
@@ -94,7 +94,7 @@ def _fault(operation: str, key: str, err: ClientError) -> Fault:
     return Fault(f"S3 {operation} {key}: {_code(err)}", reason="evidence_store_fault")
 
 
-class S3EvidenceStore:
+class S3EvidenceStore(UploadingStore):
     """`EvidenceStore` on S3. Thread-safe: boto3 clients are, and nothing else is shared."""
 
     def __init__(
@@ -155,46 +155,11 @@ class S3EvidenceStore:
 
     # ------------------------------------------------------------------ writing
 
-    async def put_stream(
-        self,
-        kind: ArtifactKind,
-        chunks: AsyncIterable[bytes],
-        expected_sha256: str,
-        max_bytes: int,
-        content_type: str,
-        session_id: str | None = None,
-    ) -> ArtifactRef:
-        """Spool (encrypting) while hashing, then one verified, create-only PUT."""
-        with self._upload(kind, expected_sha256, max_bytes, session_id) as upload:
-            await write_batched(upload, chunks)
-            await asyncio.to_thread(upload.commit)
-        return upload.ref(content_type)
-
-    def put_bytes(
-        self,
-        kind: ArtifactKind,
-        data: bytes,
-        content_type: str,
-        expected_sha256: str | None = None,
-        max_bytes: int | None = None,
-        session_id: str | None = None,
-    ) -> ArtifactRef:
-        expected = expected_sha256 or hashlib.sha256(data).hexdigest()
-        limit = len(data) if max_bytes is None else max_bytes
-        with self._upload(kind, expected, limit, session_id) as upload:
-            upload.write(data)
-            upload.commit()
-        return upload.ref(content_type)
-
-    @contextmanager
-    def _upload(
+    def _new_upload(
         self, kind: ArtifactKind, expected: str, max_bytes: int, session_id: str | None
-    ) -> Iterator[_S3Upload]:
-        upload = _S3Upload(self, kind, expected, max_bytes, session_id)
-        try:
-            yield upload
-        finally:
-            upload.close()
+    ) -> HashedUpload:
+        """Spooled (encrypting) while hashed, then one verified, create-only PUT."""
+        return _S3Upload(self, kind, expected, max_bytes, session_id)
 
     def _put_once(self, key: str, body: BinaryIO) -> None:
         """PUT with a server-verified checksum; an existing key is kept, never replaced."""
@@ -403,6 +368,3 @@ class _S3Upload(HashedUpload):
             self._encryptor.finish()
         self._file.seek(0)
         self._store._put_once(self._object_key, self._file)
-
-    def close(self) -> None:
-        self._file.close()
