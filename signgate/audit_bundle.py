@@ -41,7 +41,7 @@ from signgate.attestation import AttestationInvalid, verify_attestation
 from signgate.errors import BadInput, SigngateError
 from signgate.evidence import READ_CHUNK_BYTES, EvidenceStore
 from signgate.hashing import is_sha256_hex, merkle_root, sha256_hex
-from signgate.ledger import GENESIS_PREV_HASH, Ledger, chain_hash, entry_bytes
+from signgate.ledger import GENESIS_PREV_HASH, Ledger, recomputed_entry_hash
 from signgate.models import AttestationClaims, Frozen, LedgerEntry
 from signgate.sealing import SealRecord, verify_seal
 from signgate.signer import KeyRing, public_pem
@@ -401,17 +401,7 @@ class _State:
                 raise _Fail(f"{where} belongs to session {entry.session_id!r}, not {session_id}")
             if entries and entry.seq <= entries[-1].seq:
                 raise _Fail(f"{where} is out of order")
-            recomputed = chain_hash(
-                entry.prev_hash,
-                entry_bytes(
-                    entry.seq,
-                    entry.session_id,
-                    entry.entry_type,
-                    entry.idempotency_key,
-                    entry.created_at,
-                    entry.body,
-                ),
-            )
+            recomputed = recomputed_entry_hash(entry)
             if recomputed != entry.entry_hash:
                 raise _Fail(f"{where}: entry hash does not recompute ({recomputed[:12]}...)")
             if not self._signed(entry.key_id, entry.signature_b64, entry.entry_hash):

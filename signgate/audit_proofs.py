@@ -27,7 +27,7 @@ from signgate.checkpoints import (
     tree_head_signature_ok,
 )
 from signgate.errors import BadInput, SigngateError
-from signgate.ledger import Ledger, chain_hash, entry_bytes
+from signgate.ledger import Ledger, recomputed_entry_hash
 from signgate.models import Frozen, LedgerEntry
 from signgate.proofs import (
     consistency_path,
@@ -183,17 +183,7 @@ def _check_head(sth: SignedTreeHead, keyring: KeyRing) -> None:
 def _check_inclusion(proof: InclusionProof, keyring: KeyRing) -> str:
     _check_head(proof.checkpoint, keyring)
     entry = proof.entry
-    recomputed = chain_hash(
-        entry.prev_hash,
-        entry_bytes(
-            entry.seq,
-            entry.session_id,
-            entry.entry_type,
-            entry.idempotency_key,
-            entry.created_at,
-            entry.body,
-        ),
-    )
+    recomputed = recomputed_entry_hash(entry)
     if recomputed != entry.entry_hash:
         raise ProofInvalid("entry does not hash to its entry_hash", reason="entry_hash_mismatch")
     try:

@@ -166,6 +166,22 @@ def chain_hash(prev_hash: str, entry: bytes) -> str:
     return sha256_hex(bytes.fromhex(prev_hash) + entry)
 
 
+def recomputed_entry_hash(entry: LedgerEntry) -> str:
+    """What `entry.entry_hash` must be, from its own fields and its `prev_hash`: how a
+    reader holding one entry (a proof, a bundle) checks it was not edited."""
+    return chain_hash(
+        entry.prev_hash,
+        entry_bytes(
+            entry.seq,
+            entry.session_id,
+            entry.entry_type,
+            entry.idempotency_key,
+            entry.created_at,
+            entry.body,
+        ),
+    )
+
+
 class Ledger(Protocol):
     """What every ledger backend offers; activities, CLI and gateway depend on this only."""
 
