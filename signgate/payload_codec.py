@@ -61,6 +61,12 @@ class PayloadKeyUnknown(Fault):
     reason = "payload_key_unknown"
 
 
+class PayloadKeyMissing(Fault):
+    """Sessions have run here but no payload key file is left: restore it, never replace it."""
+
+    reason = "payload_key_missing"
+
+
 class PayloadTampered(BadInput):
     """Authentication failed: the payload was changed or is not ours; no retry helps."""
 
@@ -178,8 +184,19 @@ def key_files(keys_dir: Path) -> list[Path]:
 
 
 def load_or_create_keys(keys_dir: Path) -> PayloadKeys:
-    """Every key file under `keys_dir/payload`, creating the first key once if none exist."""
+    """Every key file under `keys_dir/payload`, creating the first key once if none exist.
+
+    Not once sessions have run here (their wrapped evidence keys are in `keys_dir/data`):
+    their histories were encrypted under a key that is gone, and a fresh key under the
+    first key's name would leave them stuck (`payload_key_unknown`) and clash with the
+    backup when it is restored. Refused with `payload_key_missing` instead."""
     if not key_files(keys_dir):
+        data = keys_dir / "data"
+        if data.is_dir() and next(data.glob("*.json"), None) is not None:
+            raise PayloadKeyMissing(
+                f"no payload key in {keys_dir / PAYLOAD_KEYS_SUBDIR} while sessions' evidence "
+                "keys exist: restore it from a backup, or configure SIGNGATE_PAYLOAD_KEYS"
+            )
         _write_key(keys_dir, FIRST_KEY_NAME)
     return PayloadKeys.of([p.read_bytes() for p in reversed(key_files(keys_dir))])
 

@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 from temporalio.api.common.v1 import Payload
 
+from signgate.envelope import default_data_keys
 from signgate.errors import BadInput
 from signgate.models import OnboardingRequest
 from signgate.payload_codec import (
     ENCODING,
     KEY_ID_META,
     AesGcmPayloadCodec,
+    PayloadKeyMissing,
     PayloadKeys,
     PayloadKeyUnknown,
     PayloadTampered,
@@ -162,3 +164,20 @@ def test_a_reader_without_keys_creates_none(tmp_path: Path) -> None:
     assert key_files(settings.keys_dir) == []
     codec_for(settings)
     assert existing_codec_for(settings) is not None
+
+
+def test_a_lost_payload_key_is_not_silently_replaced(tmp_path: Path) -> None:
+    """Once sessions ran here (their evidence keys exist), a missing payload key means
+    histories encrypted under it: refuse to start rather than mint a key that cannot read
+    them."""
+    first = load_or_create_keys(tmp_path)
+    default_data_keys(tmp_path).key_for("sess-a")  # a session's evidence key: sessions ran
+    [key_file] = key_files(tmp_path)
+    backup = key_file.read_bytes()
+    key_file.unlink()
+    with pytest.raises(PayloadKeyMissing, match="restore it from a backup") as refused:
+        load_or_create_keys(tmp_path)
+    assert refused.value.reason == "payload_key_missing"
+    assert key_files(tmp_path) == []  # nothing minted
+    key_file.write_bytes(backup)
+    assert load_or_create_keys(tmp_path) == first
