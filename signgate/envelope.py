@@ -269,6 +269,13 @@ def encrypt_bytes(key: bytes, object_key: str, chunks: Iterable[bytes], sink: Bi
 def default_data_keys(keys_dir: Path) -> DataKeys:
     """The embedded default: KEK file `keys_dir/kek.key`, wrapped keys in `keys_dir/data`.
     A KEK is minted only while no wrapped data key exists (`kek_missing` otherwise)."""
+    kek = LocalKeyEncryptionKey(keys_dir / "kek.key", create=not sessions_keyed(keys_dir))
+    return DataKeys(keys_dir / "data", kek)
+
+
+def sessions_keyed(keys_dir: Path) -> bool:
+    """Whether any session's wrapped data key is stored under `keys_dir` (erased ones
+    leave only a tombstone): then sessions have run here, and their keys must not be
+    replaced."""
     data = keys_dir / "data"
-    wrapped_exist = data.is_dir() and next(data.glob("*.json"), None) is not None
-    return DataKeys(data, LocalKeyEncryptionKey(keys_dir / "kek.key", create=not wrapped_exist))
+    return data.is_dir() and next(data.glob("*.json"), None) is not None

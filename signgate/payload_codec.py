@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
+from signgate.envelope import sessions_keyed
 from signgate.errors import BadInput, Fault
 from signgate.hashing import sha256_hex
 from signgate.settings import Settings
@@ -191,8 +192,7 @@ def load_or_create_keys(keys_dir: Path) -> PayloadKeys:
     first key's name would leave them stuck (`payload_key_unknown`) and clash with the
     backup when it is restored. Refused with `payload_key_missing` instead."""
     if not key_files(keys_dir):
-        data = keys_dir / "data"
-        if data.is_dir() and next(data.glob("*.json"), None) is not None:
+        if sessions_keyed(keys_dir):
             raise PayloadKeyMissing(
                 f"no payload key in {keys_dir / PAYLOAD_KEYS_SUBDIR} while sessions' evidence "
                 "keys exist: restore it from a backup, or configure SIGNGATE_PAYLOAD_KEYS"
