@@ -15,6 +15,7 @@ import os
 import random
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -92,20 +93,42 @@ class SessionRecord:
     waiting_on: str | None = None
 
 
-async def retrying(call: Callable[[], Awaitable[T]], deadline_s: float = RETRY_DEADLINE_S) -> T:
+@dataclass
+class Retries:
+    """What the app had to retry, by what it saw (`503 status_unavailable`, `ConnectError`),
+    and the seconds those attempts and their back-off cost: where a run's time went."""
+
+    count: Counter[str] = field(default_factory=Counter)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, seen: str, seconds: float) -> None:
+        self.count[seen] += 1
+        self.seconds[seen] = self.seconds.get(seen, 0.0) + seconds
+
+
+async def retrying(
+    call: Callable[[], Awaitable[T]],
+    deadline_s: float = RETRY_DEADLINE_S,
+    retries: Retries | None = None,
+) -> T:
     """Retry a call through our own faults (connection refused, 5xx), never through a 4xx."""
     deadline = time.monotonic() + deadline_s
     delay = 0.2
     while True:
+        started = time.monotonic()
         try:
             return await call()
         except GatewayError as err:
             if err.status_code < 500 or time.monotonic() > deadline:
                 raise
-        except httpx.HTTPError:
+            seen = f"{err.status_code} {err.reason}"
+        except httpx.HTTPError as err:
             if time.monotonic() > deadline:
                 raise
+            seen = type(err).__name__
         await asyncio.sleep(delay)
+        if retries is not None:
+            retries.add(seen, time.monotonic() - started)
         delay = min(delay * 2, 3.0)
 
 
@@ -126,6 +149,7 @@ class Driver:
         self.app = GatewayClient(url, settings.api_key_for("app"))
         self.reviewer = GatewayClient(url, settings.api_key_for("reviewer"))
         self.http = httpx.AsyncClient(base_url=url, timeout=30.0)
+        self.retries = Retries()
 
     async def aclose(self) -> None:
         await self.app.aclose()
@@ -133,7 +157,7 @@ class Driver:
         await self.http.aclose()
 
     async def status(self, sid: str) -> OnboardingStatus:
-        return await retrying(lambda: self.app.status(sid))
+        return await retrying(lambda: self.app.status(sid), retries=self.retries)
 
     async def wait_for(self, sid: str, stages: set[Stage], timeout_s: float) -> OnboardingStatus:
         deadline = time.monotonic() + timeout_s
@@ -154,7 +178,7 @@ class Driver:
             await self.app.submit(sid, refs, capture)
 
         try:
-            await retrying(submit)
+            await retrying(submit, retries=self.retries)
         except GatewayError as err:
             # An earlier attempt that failed on our side may have landed: then the session
             # has moved on and refuses the retry. Only a first refusal is an error.
@@ -167,7 +191,9 @@ class Driver:
             data, content_type = mp4_bytes(label), "video/mp4"
         else:
             data, content_type = noise_jpeg(label), "image/jpeg"
-        return await retrying(lambda: self.app.upload(sid, kind, data, content_type))
+        return await retrying(
+            lambda: self.app.upload(sid, kind, data, content_type), retries=self.retries
+        )
 
     async def run(self, record: SessionRecord) -> None:
         plan = record.plan
@@ -178,7 +204,8 @@ class Driver:
             created = await retrying(
                 lambda: self.app.create_session(
                     subject_ref=subject, intent="sign:chaos", idempotency_key=key
-                )
+                ),
+                retries=self.retries,
             )
             sid = record.session_id = created["session_id"]
             if plan.capture:
@@ -272,7 +299,7 @@ class Driver:
             return response
 
         try:
-            response = await retrying(send)
+            response = await retrying(send, retries=self.retries)
         except GatewayError as err:
             return WebhookSent(mode, err.status_code, err.reason, None)
         payload = response.json()
@@ -301,7 +328,7 @@ class Driver:
             return await self.reviewer.review(sid, approve, "chaos reviewer decided")
 
         try:
-            await retrying(call)
+            await retrying(call, retries=self.retries)
             record.review_status = 200
         except GatewayError as err:
             record.review_status = err.status_code if attempts == 1 else AMBIGUOUS

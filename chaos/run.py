@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from chaos.drive import SETTLED_STAGES, Driver, Plan, SessionRecord
+from chaos.drive import SETTLED_STAGES, Driver, Plan, Retries, SessionRecord
 from chaos.invariants import Verdict, check_all, histories_replay
 from chaos.stack import Stack, StackConfig
 from signgate.models import OnboardingStatus, SessionTimeouts
@@ -81,6 +81,7 @@ class ChaosReport:
     records: list[SessionRecord]
     verdicts: list[Verdict]
     faults: Counter[str] = field(default_factory=Counter)
+    retries: Retries = field(default_factory=Retries)
 
     @property
     def ok(self) -> bool:
@@ -153,6 +154,7 @@ async def run_chaos(
             if record.session_id:
                 record.final = await final_status(driver, stack, record)
         await driver.aclose()
+        retries = driver.retries
         await note_recovering(stack, records)
         for record in records:
             faults.update(record.faults)
@@ -162,7 +164,7 @@ async def run_chaos(
         verdicts.append(await histories_replay(stack.client, stack.settings, records))
     faults = Counter({k: v for k, v in faults.items() if v})
     return ChaosReport(
-        n, seed, workers, started_at, time.monotonic() - t0, records, verdicts, faults
+        n, seed, workers, started_at, time.monotonic() - t0, records, verdicts, faults, retries
     )
 
 
@@ -274,6 +276,13 @@ def render(report: ChaosReport) -> str:
     lines += [f"| {v.name} | {v.checked} | {len(v.violations)} |" for v in report.verdicts]
     lines += ["", "| fault injected | count |", "|---|---|"]
     lines += [f"| {kind} | {count} |" for kind, count in sorted(report.faults.items())]
+    if report.retries.count:
+        header = "| the app retried after (5xx, connection error) | attempts | s, with back-off |"
+        lines += ["", header, "|---|---|---|"]
+        lines += [
+            f"| {seen} | {count} | {report.retries.seconds[seen]:.0f} |"
+            for seen, count in report.retries.count.most_common()
+        ]
     lines += ["", "| plan | sessions | outcomes |", "|---|---|---|"]
     for plan, counts in sorted(by_plan.items()):
         shown = ", ".join(f"{stage} {c}" for stage, c in sorted(counts.items()))
