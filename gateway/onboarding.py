@@ -11,7 +11,7 @@ import asyncio
 import unicodedata
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -78,6 +78,10 @@ REVIEW_STAGES = (Stage.awaiting_review, Stage.escalated)
 # refusals are `review_refused`, with the validator's message).
 REVIEW_REFUSAL_REASONS = ("step_up_limit_reached", "step_up_unavailable")
 CAPTURE_STAGES = (Stage.awaiting_capture, Stage.awaiting_step_up)
+# A status query is answered by a worker. While workers churn (a crash, a deploy) that can
+# take longer than an app's HTTP timeout: the chaos run saw queries held 30 s. Past this,
+# the app gets 503 `status_unavailable` with Retry-After instead of a hanging request.
+STATUS_QUERY_TIMEOUT = timedelta(seconds=10)
 
 # The status query answers from the workflow's initial state before its first task has run
 # `_issue_challenge`; a just-started session gets this long to show its challenge.
@@ -126,6 +130,29 @@ class TemporalAccess:
                         503, "temporal_unavailable", "the workflow service is not reachable"
                     ) from exc
             return self._client
+
+
+_NO_ANSWER_IN_TIME = (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED)
+
+
+async def _query_status(handle: WorkflowHandle[Any, Any]) -> OnboardingStatus:
+    try:
+        status: OnboardingStatus = await handle.query(
+            "status", result_type=OnboardingStatus, rpc_timeout=STATUS_QUERY_TIMEOUT
+        )
+    except (RPCError, RPCTimeoutOrCancelledError) as err:
+        # The SDK ends a call at its rpc_timeout as CANCELLED; the server, as DEADLINE_EXCEEDED.
+        if isinstance(err, RPCError) and err.status not in _NO_ANSWER_IN_TIME:
+            raise
+        seconds = STATUS_QUERY_TIMEOUT.total_seconds()
+        raise Refusal(
+            503,
+            "status_unavailable",
+            f"the session did not report its status within {seconds:g} s (its workers are "
+            "busy or restarting): retry",
+            headers={"Retry-After": "1"},
+        ) from err
+    return status
 
 
 @asynccontextmanager
@@ -204,9 +231,7 @@ class Sessions:
         deadline = loop.time() + (_CHALLENGE_WAIT_S if wait_for_challenge else 0)
         while True:
             async with _temporal_errors(session_id):
-                status: OnboardingStatus = await handle.query(
-                    "status", result_type=OnboardingStatus
-                )
+                status = await _query_status(handle)
             if status.challenge_nonce or status.stage is not Stage.awaiting_capture:
                 return status
             if loop.time() >= deadline:

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
+import pytest
+from temporalio.client import WorkflowExecutionStatus
+
+from gateway import onboarding
 from signgate.evidence import object_key_for
-from signgate.models import Stage
+from signgate.models import OnboardingRequest, Stage
 from tests.gateway.conftest import (
     APP_KEY,
     DEVICE_SIGNALS_CAP,
@@ -275,3 +281,32 @@ async def test_health_answers_without_a_key(gw: GatewayStack) -> None:
         response = await http.get("/healthz")
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
+
+
+async def test_a_status_no_worker_answers_is_a_quick_503_with_retry_after(
+    gw: GatewayStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While workers churn, a status query can wait on them for longer than an app's HTTP
+    timeout (the chaos run saw 30 s): the gateway bounds the wait and says retry."""
+    monkeypatch.setattr(onboarding, "STATUS_QUERY_TIMEOUT", timedelta(seconds=1))
+    session_id = uuid.uuid4().hex
+    # A session whose task queue no worker polls: its status query is never answered.
+    await gw.temporal.client.start_workflow(
+        onboarding.WORKFLOW_TYPE,
+        OnboardingRequest(session_id=session_id, tenant_id="demo", subject_ref="u", intent="i"),
+        id=onboarding.workflow_id(session_id),
+        task_queue=f"nobody-polls-{session_id}",
+        search_attributes=onboarding.start_search_attributes("demo"),
+    )
+    started = time.monotonic()
+    async with gw.http() as http:
+        response = await http.get(f"/v1/sessions/{session_id}")
+    assert response.status_code == 503, response.text
+    assert error_reason(response) == "status_unavailable"
+    assert response.headers["retry-after"] == "1"
+    assert time.monotonic() - started < 10  # bounded by the 1 s timeout, not the SDK's
+    # Nothing changed for the session: it still waits for a worker, untouched.
+    description = await gw.temporal.client.get_workflow_handle(
+        onboarding.workflow_id(session_id)
+    ).describe()
+    assert description.status is WorkflowExecutionStatus.RUNNING
