@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from signgate.detectors.replay import PerceptualIndex
 from signgate.evidence import EvidenceStore
 from signgate.evidence_stores import open_evidence_store
-from signgate.ledger import Ledger, open_ledger
+from signgate.ledger import Ledger
+from signgate.ledger_signer import open_signing_ledger
 from signgate.settings import Settings
 from signgate.signer import Signer
 from signgate.vendor_client import VendorClient
@@ -28,11 +29,11 @@ class ActivityDeps:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ActivityDeps:
-        signer = Signer.load_active(settings.keys_dir)
+        ledger, signer = open_signing_ledger(settings)  # first: a refusal mints no key
         return cls(
             settings=settings,
             store=open_evidence_store(settings),
-            ledger=open_ledger(settings, signer),
+            ledger=ledger,
             signer=signer,
             perceptual_index=PerceptualIndex(settings.ledger_path),  # SQLite with either ledger
             vendor=VendorClient(

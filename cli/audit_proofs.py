@@ -46,12 +46,11 @@ def _emit(document: str, out: Path | None) -> None:
 @proofs_app.command("checkpoint")
 def checkpoint(ledger: LedgerOption = None) -> None:
     """Append a signed checkpoint over every entry so far (besides the automatic ones)."""
-    from signgate.ledger import open_ledger
-    from signgate.signer import Signer
+    from signgate.ledger_signer import open_signing_ledger
 
     settings = get_settings()
     try:
-        writer = open_ledger(settings, Signer.load_or_create(settings.keys_dir), sqlite_path=ledger)
+        writer, _ = open_signing_ledger(settings, sqlite_path=ledger)
         receipt = writer.checkpoint()
     except SigngateError as err:
         _fail(err)

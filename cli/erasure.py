@@ -33,12 +33,11 @@ Session = Annotated[str, typer.Argument(help="The session id")]
 def _erasure() -> Erasure:
     from signgate.envelope import default_data_keys
     from signgate.erasure import Erasure
-    from signgate.ledger import open_ledger
-    from signgate.signer import Signer
+    from signgate.ledger_signer import open_signing_ledger
 
     settings = get_settings()
-    signer = Signer.load_or_create(settings.keys_dir)
-    return Erasure(open_ledger(settings, signer), default_data_keys(settings.keys_dir))
+    ledger, _ = open_signing_ledger(settings)
+    return Erasure(ledger, default_data_keys(settings.keys_dir))
 
 
 def _fail(err: SigngateError) -> NoReturn:

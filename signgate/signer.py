@@ -72,6 +72,19 @@ def public_pem(public_key: Ed25519PublicKey) -> bytes:
     )
 
 
+class SigningKeyRetired(Fault):
+    """A retired key's name was asked to sign: a retired key must never sign again."""
+
+    reason = "signing_key_retired"
+
+
+class SigningKeyMissing(Fault):
+    """No private key may sign here, or the ledger names a key this directory lacks: restore
+    the keys from a backup (or rotate on purpose); never mint a stand-in silently."""
+
+    reason = "signing_key_missing"
+
+
 class Signer:
     """Ed25519 signing key with its key id. Thread-safe: it holds no mutable state."""
 
@@ -92,6 +105,12 @@ class Signer:
             raise BadInput(f"invalid key name {name!r}", reason="key_name_invalid")
         keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         private_path = keys_dir / f"{name}{PRIVATE_SUFFIX}"
+        public_path = keys_dir / f"{name}{PUBLIC_SUFFIX}"
+        if not private_path.exists() and public_path.exists():
+            raise SigningKeyRetired(
+                f"{name} in {keys_dir} is a retired signing key (its public key is kept, its "
+                "private key deleted): it is never minted again; sign with the active key"
+            )
         if not private_path.exists():
             candidate = Ed25519PrivateKey.generate()
             pem = candidate.private_bytes(
@@ -101,7 +120,6 @@ class Signer:
             )
             write_once(private_path, pem, mode=0o600)
         signer = cls(_load_private(private_path))
-        public_path = keys_dir / f"{name}{PUBLIC_SUFFIX}"
         write_once(public_path, signer.public_key_pem(), mode=0o644)
         if key_id_for(_load_public(public_path)) != signer.key_id:
             raise Fault(
@@ -112,10 +130,18 @@ class Signer:
 
     @classmethod
     def load_active(cls, keys_dir: Path) -> Signer:
-        """The newest `signgate` key in `keys_dir`, creating the first one if there is none."""
+        """The newest `signgate` key in `keys_dir`, creating the first one in a fresh
+        directory. Not where public keys are kept but no private key is left: that is a
+        lost or wrongly restored key, and a stand-in would sign on unnoticed."""
         for _ in range(3):
             names = signing_key_names(keys_dir)
             if not names:
+                if len(KeyRing.from_dir(keys_dir)):
+                    raise SigningKeyMissing(
+                        f"no active signing key in {keys_dir}, only the public keys of "
+                        "earlier ones: restore the private key from a backup, or run "
+                        "`signgate signing-key rotate` to make a new one on purpose"
+                    )
                 return cls.load_or_create(keys_dir, ACTIVE_KEY_NAME)
             try:
                 return cls(_load_private(keys_dir / f"{names[-1]}{PRIVATE_SUFFIX}"))
@@ -154,7 +180,8 @@ def signing_key_names(keys_dir: Path) -> list[str]:
 def rotate_signing_key(keys_dir: Path) -> Signer:
     """Make a new active signing key; retire (delete) the older private keys, keep every
     public key for verification."""
-    Signer.load_active(keys_dir)  # the first key exists before any rotation
+    if not len(KeyRing.from_dir(keys_dir)):
+        Signer.load_active(keys_dir)  # the first key exists before any rotation
     new_name = f"{ACTIVE_KEY_NAME}-{time.time_ns():020d}"
     signer = Signer.load_or_create(keys_dir, new_name)
     for name in signing_key_names(keys_dir):

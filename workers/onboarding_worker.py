@@ -80,11 +80,15 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     from workers.retention_schedule import ensure_retention_schedule
 
     configure_tracing("signgate-worker")
-    client = await connect_client(
-        settings.temporal_address, settings.temporal_namespace, payload_codec=codec_for(settings)
-    )
+    # The signing key is checked against the ledger before the payload codec can mint a
+    # key: a lost keys directory is refused with nothing new written into it.
     deps = ActivityDeps.from_settings(settings)
     try:
+        client = await connect_client(
+            settings.temporal_address,
+            settings.temporal_namespace,
+            payload_codec=codec_for(settings),
+        )
         async with build_worker(client, settings, deps):
             await ensure_retention_schedule(client, settings)
             await (stop or asyncio.Event()).wait()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -19,8 +20,9 @@ from signgate.audit_proofs import check_proof, prove_inclusion
 from signgate.checkpoints import CHECKPOINT_SESSION
 from signgate.ledger import LedgerConflict, LedgerReadOnly, SqliteLedger, open_ledger
 from signgate.ledger_postgres import PostgresLedger
+from signgate.ledger_signer import newest_receipt, open_signing_ledger
 from signgate.settings import Settings
-from signgate.signer import PUBLIC_SUFFIX, KeyRing, Signer
+from signgate.signer import PUBLIC_SUFFIX, KeyRing, Signer, SigningKeyMissing
 from tests.pg.conftest import superuser
 from tests.unit.test_ledger_checkpoints import assert_checkpoints_by_time
 
@@ -102,6 +104,28 @@ def test_a_reader_on_a_missing_schema_reports_it_and_creates_nothing(
     with superuser(pg_dsn) as conn:
         row = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (pg_schema,)).fetchone()
     assert row is None
+
+
+def test_a_writer_whose_keys_the_postgres_ledger_does_not_know_refuses(
+    pg_dsn: str, pg_schema: str, tmp_path: Path
+) -> None:
+    """The guard reads the head from PostgreSQL as from SQLite: on a fresh schema the first
+    key is minted; with the keys directory lost, nothing is minted and nothing appended."""
+    settings = Settings(
+        var_dir=tmp_path / "var", ledger="postgres", postgres_dsn=pg_dsn, ledger_schema=pg_schema
+    )
+    assert newest_receipt(settings) is None  # no schema yet
+    ledger, signer = open_signing_ledger(settings)
+    assert isinstance(ledger, PostgresLedger)
+    fill(ledger, 3)
+    ledger.close()
+    shutil.rmtree(settings.keys_dir)
+    with pytest.raises(SigningKeyMissing) as refused:
+        open_signing_ledger(settings)
+    assert signer.key_id in refused.value.message and "seq 3" in refused.value.message
+    assert not settings.keys_dir.exists()
+    head = newest_receipt(settings)
+    assert head is not None and head.seq == 3
 
 
 @pytest.mark.parametrize(
