@@ -660,6 +660,9 @@ class SqliteLedger(LedgerWriter):
         if kept is None:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves (BEGIN IMMEDIATE matters).
             conn = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            if self._signer is None and not _has_ledger_table(conn):
+                conn.close()  # a file a writer never got to set up (it died first)
+                raise LedgerMissing(f"no ledger table in {self._path}")
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA synchronous = FULL")
             kept = (conn, _file_identity(self._path))
@@ -685,6 +688,11 @@ class SqliteLedger(LedgerWriter):
             finally:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+
+
+def _has_ledger_table(conn: sqlite3.Connection) -> bool:
+    query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ledger_entries'"
+    return conn.execute(query).fetchone() is not None
 
 
 def row_entry(row: tuple[Any, ...]) -> LedgerEntry:

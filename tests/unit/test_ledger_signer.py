@@ -4,6 +4,7 @@ signed last, and a writer whose keys directory lacks it refuses to start, mintin
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,6 +55,19 @@ def test_a_fresh_deployment_mints_its_first_key(tmp_path: Path) -> None:
     signer = ledger_signer(settings)
     assert signing_key_names(settings.keys_dir) == ["signgate"]
     assert signer.key_id in KeyRing.from_dir(settings.keys_dir)
+
+
+def test_a_ledger_file_without_its_table_counts_as_no_ledger(tmp_path: Path) -> None:
+    """What a writer that died before setting the file up leaves: no entries to protect."""
+    settings = Settings(var_dir=tmp_path / "var", ledger="sqlite")
+    settings.ledger_path.parent.mkdir(parents=True)
+    sqlite3.connect(settings.ledger_path).close()
+    assert newest_receipt(settings) is None
+    report = SqliteLedger(settings.ledger_path, None).verify(KeyRing())
+    assert (report.ok, report.reason) == (False, "ledger_missing")
+    signer = ledger_signer(settings)
+    SqliteLedger(settings.ledger_path, signer).append(SESSION, "decision", f"{SESSION}:d", {})
+    assert SqliteLedger(settings.ledger_path, None).verify(KeyRing.from_dir(settings.keys_dir)).ok
 
 
 async def test_a_worker_with_its_keys_directory_lost_refuses_and_writes_no_key(
