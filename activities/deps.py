@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from signgate.detectors.replay import PerceptualIndex
+from signgate.detectors.replay import PerceptualIndex, open_perceptual_index
 from signgate.evidence import EvidenceStore
 from signgate.evidence_stores import open_evidence_store
 from signgate.ledger import Ledger
@@ -35,7 +35,7 @@ class ActivityDeps:
             store=open_evidence_store(settings),
             ledger=ledger,
             signer=signer,
-            perceptual_index=PerceptualIndex(settings.ledger_path),  # SQLite with either ledger
+            perceptual_index=open_perceptual_index(settings),
             vendor=VendorClient(
                 settings.resolved_vendor_url,
                 settings.vendor_api_key,
@@ -46,3 +46,4 @@ class ActivityDeps:
     async def aclose(self) -> None:
         await self.vendor.aclose()
         self.ledger.close()
+        self.perceptual_index.close()

@@ -39,7 +39,7 @@ from signgate import attacks
 from signgate.detectors.base import Evidence
 from signgate.detectors.faces import clear_image_cache
 from signgate.detectors.local_provider import detector_for
-from signgate.detectors.replay import PerceptualIndex, check_replay
+from signgate.detectors.replay import PerceptualIndex, SqlitePerceptualIndex, check_replay
 from signgate.models import ArtifactKind, CaptureMetadata, CheckKind
 
 CHEAP = ("device", "provenance", "replay")
@@ -101,7 +101,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     repeat = parser.parse_args().repeat
     with tempfile.TemporaryDirectory() as tmp:
-        index = PerceptualIndex(Path(tmp) / "index.sqlite3")
+        index = SqlitePerceptualIndex(Path(tmp) / "index.sqlite3")
         for name, rgb in pictures_1080p().items():
             run(name, rgb, repeat, index)
 

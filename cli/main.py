@@ -21,6 +21,7 @@ from cli.erasure import register as register_erasure
 from cli.keys import keys_app
 from cli.ops import ops_app
 from cli.policy import policy_app
+from cli.replay_index import register as register_replay_index
 from cli.signing_keys import payload_key_app, signing_key_app
 from signgate.errors import SigngateError
 from signgate.settings import Settings, get_settings
@@ -52,6 +53,7 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(signing_key_app, name="signing-key")
 app.add_typer(payload_key_app, name="payload-key")
 register_erasure(app)  # `signgate erase|hold|release` and `signgate retention schedule`
+register_replay_index(app)  # `signgate import-replay-index`
 app.add_typer(keys_app, name="keys")
 
 console = Console()

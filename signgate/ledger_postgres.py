@@ -65,6 +65,8 @@ class LedgerUnavailable(Fault):
 
 
 def _ddl(schema: str) -> list[str]:
+    from signgate.detectors.replay_postgres import perceptual_ddl  # it imports this module
+
     t = f"{schema}.ledger_entries"
     refuse = f"{schema}.ledger_refuse_change"
     at_head = f"{schema}.ledger_insert_at_head"
@@ -102,6 +104,7 @@ def _ddl(schema: str) -> list[str]:
             FOR EACH STATEMENT EXECUTE FUNCTION {refuse}()""",
         f"""CREATE OR REPLACE TRIGGER ledger_entries_insert_at_head BEFORE INSERT ON {t}
             FOR EACH ROW EXECUTE FUNCTION {at_head}()""",
+        *perceptual_ddl(schema),  # the replay index lives beside the ledger
     ]
 
 
@@ -120,10 +123,14 @@ def grant_append_only(conn: psycopg.Connection[Any], schema: str, role: str) -> 
     for name, value in (("schema", schema), ("role", role)):
         if not _SCHEMA_NAME.fullmatch(value):
             raise BadInput(f"invalid {name} name {value!r}", reason="bad_input")
-    t = f"{schema}.ledger_entries"
+    from signgate.detectors.replay_postgres import perceptual_ddl
+
+    for statement in perceptual_ddl(schema):  # a ledger made before the index had none
+        conn.execute(statement)
     conn.execute(f"GRANT USAGE ON SCHEMA {schema} TO {role}")
-    conn.execute(f"REVOKE ALL ON {t} FROM {role}")
-    conn.execute(f"GRANT SELECT, INSERT ON {t} TO {role}")
+    for t in (f"{schema}.ledger_entries", f"{schema}.perceptual_hashes"):
+        conn.execute(f"REVOKE ALL ON {t} FROM {role}")
+        conn.execute(f"GRANT SELECT, INSERT ON {t} TO {role}")
 
 
 class PostgresLedger(LedgerWriter):

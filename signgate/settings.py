@@ -96,8 +96,9 @@ class Settings(BaseSettings):
     otlp_endpoint: str | None = None
     log_json: bool = False
     log_level: str = "INFO"
-    # Audit ledger backend (signgate.ledger.open_ledger); the perceptual replay index stays
-    # in SQLite under var/ either way. `ledger_schema` isolates one ledger per schema.
+    # Audit ledger backend (signgate.ledger.open_ledger); the perceptual replay index lives
+    # beside it (signgate.detectors.replay.open_perceptual_index). `ledger_schema` isolates
+    # one ledger per schema.
     ledger: Literal["sqlite", "postgres"] = "sqlite"
     postgres_dsn: str = "postgresql://postgres@127.0.0.1:5432/test"
     ledger_schema: str = Field(default="signgate", pattern=r"^[a-z_][a-z0-9_]{0,62}$")

@@ -18,11 +18,11 @@ most HASH_SIDE px on its longest side (a JPEG is decoded at 1/2..1/8 scale with 
 straight to greyscale, then thumbnailed): pHash reads a 32x32 and dHash a 9x8 thumbnail,
 so the full-size decode bought nothing but time.
 
-Storage: the table `perceptual_hashes` lives in the ledger's SQLite file but is not part
-of the ledger: the ledger's append-only triggers guard `ledger_entries` only. Every call
-opens its own connection (WAL, busy_timeout), like the ledger, so one index is safe to
-share between threads and processes. `record` is idempotent per (session, kind, sha256),
-so a retried activity does not duplicate rows.
+Storage: the table `perceptual_hashes` lives beside the ledger (in its SQLite file, or in
+its PostgreSQL schema: `replay_postgres`) but is not part of it: the ledger's append-only
+triggers guard `ledger_entries` only. Every SQLite call opens its own connection (WAL,
+busy_timeout), so one index is safe to share between threads and processes. `record` is
+idempotent per (session, kind, sha256), so a retried activity does not duplicate rows.
 
 Lookup does not read every image ever seen. Each pHash is also stored as PHASH_CHUNKS
 (7) disjoint bit ranges, one indexed column each: two hashes within 6 bits of each other
@@ -38,10 +38,11 @@ from __future__ import annotations
 import io
 import sqlite3
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import AbstractContextManager, closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import imagehash
 from PIL import Image, ImageOps
@@ -49,6 +50,7 @@ from PIL import Image, ImageOps
 from signgate.detectors.base import Evidence
 from signgate.hashing import sha256_hex
 from signgate.models import ArtifactKind
+from signgate.settings import Settings
 
 FLAG_REPLAYED_CAPTURE = "replayed_capture"  # the same flag sealing raises for exact copies
 DEFAULT_MAX_DISTANCE = 6
@@ -64,6 +66,15 @@ IMAGE_KINDS: tuple[ArtifactKind, ...] = (
 PHASH_CHUNKS = 7
 _CHUNK_BITS = (10, 9, 9, 9, 9, 9, 9)
 _CHUNK_COLUMNS = tuple(f"phash_part{i}" for i in range(PHASH_CHUNKS))
+_ROW_COLUMNS = (
+    "session_id",
+    "artifact_kind",
+    "sha256",
+    "phash",
+    "dhash",
+    "created_at",
+    *_CHUNK_COLUMNS,
+)
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS perceptual_hashes (
@@ -133,18 +144,14 @@ def image_hashes(image_bytes: bytes) -> ImageHashes | None:
 
 
 class PerceptualIndex:
-    """Perceptual hashes of every image artifact seen, in the ledger's SQLite file."""
+    """Perceptual hashes of every image artifact seen, in portable SQL (`{t}` for the table,
+    `?` for parameters). A backend supplies `_read` (a connection) and `_write` (a
+    connection in one committed transaction): `SqlitePerceptualIndex` beside the SQLite
+    ledger, `PostgresPerceptualIndex` beside the PostgreSQL one, so every worker host
+    checks against every capture sealed anywhere (`open_perceptual_index`)."""
 
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as conn:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("BEGIN IMMEDIATE")
-            for statement in _SCHEMA:
-                conn.execute(statement)
-            _add_phash_chunks(conn)
-            conn.execute("COMMIT")
+    _table = "perceptual_hashes"
+    _placeholder = "?"
 
     def record(self, session_id: str, kind: ArtifactKind, sha256: str, image_bytes: bytes) -> None:
         """Remember one artifact; undecodable bytes are kept by SHA-256 alone."""
@@ -165,18 +172,19 @@ class PerceptualIndex:
             )
             for kind, sha256, hashes in images
         ]
-        with self._connect() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(
-                "INSERT OR IGNORE INTO perceptual_hashes"
-                " (session_id, artifact_kind, sha256, phash, dhash, created_at, "
-                + ", ".join(_CHUNK_COLUMNS)
-                + ") VALUES (?, ?, ?, ?, ?, ?, "
-                + ", ".join("?" * PHASH_CHUNKS)
-                + ")",
+        self._insert(rows)
+
+    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
+        """Rows in `_ROW_COLUMNS` order; one already stored is left as it is."""
+        placeholders = ", ".join("?" * len(_ROW_COLUMNS))
+        with self._write() as conn:
+            conn.cursor().executemany(
+                self._sql(
+                    f"INSERT INTO {{t}} ({', '.join(_ROW_COLUMNS)}) VALUES ({placeholders})"
+                    " ON CONFLICT DO NOTHING"
+                ),
                 rows,
             )
-            conn.execute("COMMIT")
 
     def find_near(
         self, image_bytes: bytes, exclude_session: str, max_distance: int = DEFAULT_MAX_DISTANCE
@@ -213,16 +221,46 @@ class PerceptualIndex:
         return self._select("session_id != ?", [exclude_session])
 
     def _select(self, where: str, params: list[str | int | None]) -> list[_Stored]:
-        with self._connect() as conn:
-            rows = conn.execute(
-                "SELECT session_id, artifact_kind, sha256, phash, dhash FROM perceptual_hashes"
-                f" WHERE {where}",
-                params,
-            ).fetchall()
+        with self._read() as conn:
+            columns = "session_id, artifact_kind, sha256, phash, dhash"
+            query = self._sql(f"SELECT {columns} FROM {{t}} WHERE {where}")
+            rows = conn.execute(query, params).fetchall()
         return [
             (sid, kind, sha, _as_int(phash), _as_int(dhash))
             for sid, kind, sha, phash, dhash in rows
         ]
+
+    def rows(self) -> list[tuple[Any, ...]]:
+        """Every stored row as `record_round` writes it, oldest first (for a copy)."""
+        columns = ", ".join(_ROW_COLUMNS)
+        with self._read() as conn:
+            return list(conn.execute(self._sql(f"SELECT {columns} FROM {{t}} ORDER BY created_at")))
+
+    def close(self) -> None:
+        """Give back connections kept between calls (the SQLite index keeps none)."""
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("{t}", self._table).replace("?", self._placeholder)
+
+    def _read(self) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def _write(self) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+
+class SqlitePerceptualIndex(PerceptualIndex):
+    """The index in the ledger's SQLite file (a table the ledger's triggers do not guard)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as conn:
+            conn.execute("PRAGMA journal_mode = WAL")
+        with self._write() as conn:
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            _add_phash_chunks(conn)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -230,6 +268,29 @@ class PerceptualIndex:
         with closing(conn):
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             yield conn
+
+    def _read(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._connect()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+
+
+def open_perceptual_index(settings: Settings) -> PerceptualIndex:
+    """The index beside the ledger the settings name (psycopg only for PostgreSQL)."""
+    if settings.ledger == "postgres":
+        from signgate.detectors.replay_postgres import PostgresPerceptualIndex
+
+        return PostgresPerceptualIndex(settings.postgres_dsn, settings.ledger_schema)
+    return SqlitePerceptualIndex(settings.ledger_path)
 
 
 # (session_id, artifact_kind, sha256, phash, dhash), hashes as ints (None: undecodable).

@@ -62,9 +62,9 @@ def _base(stem: str) -> str:
 
 def _replay_detector(bona_fide: dict[str, bytes], workdir: Path) -> Callable[[str, bytes], float]:
     """Score 1 when an image is a near copy of a bona fide image from another capture."""
-    from signgate.detectors.replay import PerceptualIndex, check_replay
+    from signgate.detectors.replay import SqlitePerceptualIndex, check_replay
 
-    index = PerceptualIndex(workdir / "replay.sqlite3")
+    index = SqlitePerceptualIndex(workdir / "replay.sqlite3")
     for stem, data in bona_fide.items():
         index.record(_base(stem), ArtifactKind.selfie, f"{hash(stem) & (2**64 - 1):064x}", data)
 

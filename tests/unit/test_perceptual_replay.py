@@ -25,6 +25,7 @@ from signgate.detectors.replay import (
     FLAG_REPLAYED_CAPTURE,
     ImageHashes,
     PerceptualIndex,
+    SqlitePerceptualIndex,
     _as_int,
     _matches,
     check_replay,
@@ -61,7 +62,7 @@ def astronaut_jpeg(astronaut: Image.Image) -> bytes:
 
 @pytest.fixture
 def index(tmp_path: Path, astronaut_jpeg: bytes) -> PerceptualIndex:
-    index = PerceptualIndex(tmp_path / "ledger.sqlite3")
+    index = SqlitePerceptualIndex(tmp_path / "ledger.sqlite3")
     index.record(ORIGINAL_SESSION, ArtifactKind.selfie, sha256_hex(astronaut_jpeg), astronaut_jpeg)
     return index
 
@@ -137,7 +138,7 @@ def test_a_round_recorded_from_its_findings_is_found_by_the_next_session(
 ) -> None:
     """Sealing records the hashes `check_replay` already took (`findings.hashed`) in one
     transaction: a later session's near copy of that round's selfie is found."""
-    index = PerceptualIndex(tmp_path / "ledger.sqlite3")
+    index = SqlitePerceptualIndex(tmp_path / "ledger.sqlite3")
     first = check_replay(evidence(ORIGINAL_SESSION, selfie=astronaut_jpeg), index)
     assert first.flags == []
     assert [(kind, sha) for kind, sha, _ in first.hashed] == [
@@ -185,7 +186,7 @@ def test_an_exact_duplicate_always_matches_even_at_distance_zero(
 
 
 def test_an_exact_duplicate_of_undecodable_bytes_still_matches(tmp_path: Path) -> None:
-    index = PerceptualIndex(tmp_path / "ledger.sqlite3")
+    index = SqlitePerceptualIndex(tmp_path / "ledger.sqlite3")
     garbage = b"\xff\xd8\xff\xe0 truncated jpeg header and nothing else"
     index.record(ORIGINAL_SESSION, ArtifactKind.id_back, sha256_hex(garbage), garbage)
     matches = index.find_near(garbage, exclude_session=ATTACKER_SESSION)
@@ -214,7 +215,7 @@ def test_non_image_artifacts_are_not_checked(index: PerceptualIndex, astronaut_j
 
 def test_recording_twice_keeps_one_row(tmp_path: Path, astronaut_jpeg: bytes) -> None:
     path = tmp_path / "ledger.sqlite3"
-    index = PerceptualIndex(path)
+    index = SqlitePerceptualIndex(path)
     for _ in range(2):
         index.record("sess-x", ArtifactKind.selfie, sha256_hex(astronaut_jpeg), astronaut_jpeg)
     with sqlite3.connect(path) as conn:
@@ -229,9 +230,9 @@ def test_the_index_shares_the_ledger_file_and_the_ledger_still_verifies(
     signer = Signer.load_or_create(tmp_path / "keys")
     ledger = SqliteLedger(path, signer)
     ledger.append(ORIGINAL_SESSION, "evidence_sealed", f"{ORIGINAL_SESSION}:sealed", {"r": 1})
-    index = PerceptualIndex(path)
+    index = SqlitePerceptualIndex(path)
     index.record(ORIGINAL_SESSION, ArtifactKind.selfie, sha256_hex(astronaut_jpeg), astronaut_jpeg)
-    reopened = PerceptualIndex(path)  # CREATE TABLE IF NOT EXISTS: reopening keeps the rows
+    reopened = SqlitePerceptualIndex(path)  # CREATE TABLE IF NOT EXISTS: reopening keeps the rows
     assert len(reopened.find_near(astronaut_jpeg, exclude_session=ATTACKER_SESSION)) == 1
     with sqlite3.connect(path) as conn:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
@@ -299,7 +300,7 @@ def flip(value: int, bits: list[int]) -> int:
 def crowded_index(tmp_path_factory: pytest.TempPathFactory) -> PerceptualIndex:
     """3,000 stored images with random hashes: a check must not read them all."""
     rng = np.random.default_rng(7)
-    index = PerceptualIndex(tmp_path_factory.mktemp("crowded") / "ledger.sqlite3")
+    index = SqlitePerceptualIndex(tmp_path_factory.mktemp("crowded") / "ledger.sqlite3")
     for start in range(0, 3000, 500):
         index.record_round(
             f"crowd-{start}",
@@ -375,8 +376,8 @@ def test_an_index_written_before_the_bit_ranges_gets_them_on_open(
             "INSERT INTO perceptual_hashes VALUES (?, 'selfie', ?, ?, ?, '2026-11-01T00:00:00')",
             (ORIGINAL_SESSION, sha256_hex(astronaut_jpeg), str(hashes.phash), str(hashes.dhash)),
         )
-    index = PerceptualIndex(path)
-    PerceptualIndex(path)  # opening again changes nothing
+    index = SqlitePerceptualIndex(path)
+    SqlitePerceptualIndex(path)  # opening again changes nothing
     matches = index.find_near(near_copies(astronaut)["jpeg_quality_55"], ATTACKER_SESSION)
     assert [m.session_id for m in matches] == [ORIGINAL_SESSION]
     assert not matches[0].exact
