@@ -15,6 +15,7 @@ from temporalio.client import Client
 from activities.deps import ActivityDeps
 from gateway.server import serve as serve_gateway
 from signgate.api_keys import ensure_dev_keys
+from signgate.ledger_signer import ledger_signer
 from signgate.payload_codec import codec_for
 from signgate.sandbox import run_sandbox
 from signgate.settings import Settings
@@ -53,6 +54,8 @@ async def embedded_stack(
     settings: Settings, *, ui: bool = True, with_sandbox: bool = True
 ) -> AsyncIterator[RunningStack]:
     settings.var_dir.mkdir(parents=True, exist_ok=True)
+    # A lost keys directory is refused before the payload codec or the KEK could be minted.
+    ledger_signer(settings)
     _check_ports(settings, with_sandbox)
     # Dev keys: minted at first start into the key store (hashed) and a 0600 file.
     ensure_dev_keys(settings.var_dir)

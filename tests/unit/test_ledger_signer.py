@@ -26,6 +26,7 @@ from signgate.signer import (
     signing_key_names,
 )
 from workers.onboarding_worker import run_worker
+from workers.stack import embedded_stack
 
 SESSION = "sess-keys-01"
 
@@ -159,3 +160,13 @@ def test_public_keys_without_a_private_one_need_a_deliberate_rotation(tmp_path: 
     rotated = rotate_signing_key(keys)
     assert Signer.load_active(keys).key_id == rotated.key_id != first.key_id
     assert set(KeyRing.from_dir(keys).key_ids) == {first.key_id, rotated.key_id}
+
+
+async def test_the_embedded_stack_refuses_a_lost_keys_directory_before_minting(
+    settings: Settings,
+) -> None:
+    shutil.rmtree(settings.keys_dir)
+    with pytest.raises(SigningKeyMissing):
+        async with embedded_stack(settings, ui=False):
+            pytest.fail("the stack started")
+    assert files_under(settings.keys_dir) == []
