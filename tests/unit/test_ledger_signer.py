@@ -22,6 +22,7 @@ from signgate.signer import (
     Signer,
     SigningKeyMissing,
     SigningKeyRetired,
+    public_pem,
     rotate_signing_key,
     signing_key_names,
 )
@@ -170,3 +171,26 @@ async def test_the_embedded_stack_refuses_a_lost_keys_directory_before_minting(
         async with embedded_stack(settings, ui=False):
             pytest.fail("the stack started")
     assert files_under(settings.keys_dir) == []
+
+
+def test_with_only_the_public_key_saved_a_deliberate_rotation_goes_on(settings: Settings) -> None:
+    """No backup of the keys, but the public key from an audit bundle: the earlier entries
+    stay verifiable, and a rotation on purpose gives the writers a new key."""
+    head = newest_receipt(settings)
+    assert head is not None
+    ring = KeyRing.from_dir(settings.keys_dir)
+    public = ring.get(head.key_id)
+    assert public is not None
+    shutil.rmtree(settings.keys_dir)
+    settings.keys_dir.mkdir()
+    (settings.keys_dir / f"{head.key_id}.pub.pem").write_bytes(public_pem(public))
+
+    with pytest.raises(SigningKeyMissing, match="signing-key rotate"):
+        ledger_signer(settings)  # the key is known, but nothing may sign with it
+    rotated = rotate_signing_key(settings.keys_dir)
+    signer = ledger_signer(settings)
+    assert signer.key_id == rotated.key_id != head.key_id
+    ledger = SqliteLedger(settings.ledger_path, signer)
+    ledger.append(SESSION, "signing_unlocked", f"{SESSION}:u", {})
+    report = ledger.verify(KeyRing.from_dir(settings.keys_dir))
+    assert report.ok and report.entries_checked == 2
