@@ -108,6 +108,20 @@ def _ddl(schema: str) -> list[str]:
     ]
 
 
+def open_pool(dsn: str, max_size: int, **connect: Any) -> ConnectionPool[Any]:
+    """Connections opened on demand that give up after CONNECT_TIMEOUT_S; one broken by a
+    server restart is replaced, not handed out."""
+    return ConnectionPool(
+        dsn,
+        kwargs={"connect_timeout": CONNECT_TIMEOUT_S, **connect},
+        min_size=0,
+        max_size=max_size,
+        timeout=CONNECT_TIMEOUT_S,
+        check=ConnectionPool.check_connection,
+        open=True,
+    )
+
+
 def lock_key(schema: str) -> int:
     """A stable signed 64-bit advisory lock key per ledger schema."""
     digest = hashlib.sha256(f"signgate.ledger:{schema}".encode()).digest()
@@ -174,18 +188,8 @@ class PostgresLedger(LedgerWriter):
     def _pooled(self) -> ConnectionPool[Any]:
         with self._pool_lock:
             if self._pool is None:
-                self._pool = ConnectionPool(
-                    self._dsn,
-                    kwargs={
-                        "connect_timeout": CONNECT_TIMEOUT_S,
-                        "options": f"-c lock_timeout={LOCK_TIMEOUT}",
-                    },
-                    min_size=0,
-                    max_size=POOL_MAX,
-                    timeout=CONNECT_TIMEOUT_S,
-                    # A connection broken by a server restart is replaced, not handed out.
-                    check=ConnectionPool.check_connection,
-                    open=True,
+                self._pool = open_pool(
+                    self._dsn, POOL_MAX, options=f"-c lock_timeout={LOCK_TIMEOUT}"
                 )
             return self._pool
 

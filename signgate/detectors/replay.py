@@ -76,8 +76,9 @@ _ROW_COLUMNS = (
     *_CHUNK_COLUMNS,
 )
 
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS perceptual_hashes (
+# The table as first made; the pHash ranges are added as columns (`_CHUNK_COLUMNS`), so a
+# table made before them gets them the same way. `{t}` is the table's name.
+TABLE_DDL = """CREATE TABLE IF NOT EXISTS {t} (
         session_id TEXT NOT NULL,
         artifact_kind TEXT NOT NULL,
         sha256 TEXT NOT NULL,
@@ -85,8 +86,10 @@ _SCHEMA = (
         dhash TEXT,
         created_at TEXT NOT NULL,
         UNIQUE (session_id, artifact_kind, sha256)
-    )""",
-    "CREATE INDEX IF NOT EXISTS perceptual_hashes_sha256 ON perceptual_hashes (sha256)",
+    )"""
+INDEX_DDL = tuple(
+    f"CREATE INDEX IF NOT EXISTS perceptual_hashes_{column} ON {{t}} ({column})"
+    for column in ("sha256", *_CHUNK_COLUMNS)
 )
 
 
@@ -258,9 +261,10 @@ class SqlitePerceptualIndex(PerceptualIndex):
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode = WAL")
         with self._write() as conn:
-            for statement in _SCHEMA:
-                conn.execute(statement)
+            conn.execute(self._sql(TABLE_DDL))
             _add_phash_chunks(conn)
+            for statement in INDEX_DDL:
+                conn.execute(self._sql(statement))
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -309,8 +313,8 @@ def _phash_chunks(phash: int | None) -> tuple[int | None, ...]:
 
 
 def _add_phash_chunks(conn: sqlite3.Connection) -> None:
-    """Give the table its bit-range columns and their indexes, filling them in for rows
-    written before they existed (idempotent; the caller holds a write transaction)."""
+    """Give the table its bit-range columns, filling them in for rows written before they
+    existed (idempotent; the caller holds a write transaction)."""
     present = {row[1] for row in conn.execute("PRAGMA table_info(perceptual_hashes)")}
     missing = [column for column in _CHUNK_COLUMNS if column not in present]
     for column in missing:
@@ -324,10 +328,6 @@ def _add_phash_chunks(conn: sqlite3.Connection) -> None:
             + ", ".join(f"{column} = ?" for column in _CHUNK_COLUMNS)
             + " WHERE rowid = ?",
             [(*_phash_chunks(_as_int(phash)), rowid) for rowid, phash in rows],
-        )
-    for column in _CHUNK_COLUMNS:
-        conn.execute(
-            f"CREATE INDEX IF NOT EXISTS perceptual_hashes_{column} ON perceptual_hashes ({column})"
         )
 
 

@@ -18,13 +18,11 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg_pool import ConnectionPool
 
-from signgate.detectors.replay import _CHUNK_COLUMNS, PerceptualIndex
+from signgate.detectors.replay import _CHUNK_COLUMNS, INDEX_DDL, TABLE_DDL, PerceptualIndex
 from signgate.errors import BadInput, Fault
-from signgate.ledger_postgres import _SCHEMA_NAME, lock_key
+from signgate.ledger_postgres import _SCHEMA_NAME, lock_key, open_pool
 
-CONNECT_TIMEOUT_S = 10
 POOL_MAX = 4
 
 
@@ -35,25 +33,13 @@ class ReplayIndexUnavailable(Fault):
 
 
 def perceptual_ddl(schema: str) -> list[str]:
-    """The index's table and indexes in `schema` (idempotent)."""
+    """The index's table, columns and indexes in `schema`, as in SQLite (idempotent)."""
     t = f"{schema}.perceptual_hashes"
     return [
         f"CREATE SCHEMA IF NOT EXISTS {schema}",
-        f"""CREATE TABLE IF NOT EXISTS {t} (
-            session_id TEXT NOT NULL,
-            artifact_kind TEXT NOT NULL,
-            sha256 TEXT NOT NULL,
-            phash TEXT,
-            dhash TEXT,
-            created_at TEXT NOT NULL,
-            {", ".join(f"{column} INTEGER" for column in _CHUNK_COLUMNS)},
-            UNIQUE (session_id, artifact_kind, sha256)
-        )""",
-        f"CREATE INDEX IF NOT EXISTS perceptual_hashes_sha256 ON {t} (sha256)",
-        *(
-            f"CREATE INDEX IF NOT EXISTS perceptual_hashes_{column} ON {t} ({column})"
-            for column in _CHUNK_COLUMNS
-        ),
+        TABLE_DDL.replace("{t}", t),
+        *(f"ALTER TABLE {t} ADD COLUMN IF NOT EXISTS {c} INTEGER" for c in _CHUNK_COLUMNS),
+        *(statement.replace("{t}", t) for statement in INDEX_DDL),
     ]
 
 
@@ -67,15 +53,7 @@ class PostgresPerceptualIndex(PerceptualIndex):
             raise BadInput(f"invalid ledger schema name {schema!r}", reason="bad_input")
         self._schema = schema
         self._table = f"{schema}.perceptual_hashes"
-        self._pool = ConnectionPool(
-            dsn,
-            kwargs={"connect_timeout": CONNECT_TIMEOUT_S},
-            min_size=0,
-            max_size=POOL_MAX,
-            timeout=CONNECT_TIMEOUT_S,
-            check=ConnectionPool.check_connection,
-            open=True,
-        )
+        self._pool = open_pool(dsn, POOL_MAX)
         with self._write() as conn:
             exists = conn.execute("SELECT to_regclass(%s)", (self._table,)).fetchone()
             if exists is None or exists[0] is None:  # an app role may lack CREATE: owner made it

@@ -6,11 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import psycopg
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import settings
 from PIL import Image
 from psycopg import errors as pg_errors
 from psycopg.conninfo import make_conninfo
@@ -20,8 +18,8 @@ from cli.main import app
 from signgate.detectors.replay import (
     DEFAULT_MAX_DISTANCE,
     FLAG_REPLAYED_CAPTURE,
+    PerceptualIndex,
     SqlitePerceptualIndex,
-    _matches,
     check_replay,
     open_perceptual_index,
 )
@@ -36,11 +34,13 @@ from tests.unit.test_perceptual_replay import (
     ATTACKER_SESSION,
     ORIGINAL_SESSION,
     as_hashes,
+    assert_found_like_a_full_scan,
     astronaut,  # noqa: F401  (fixture)
     astronaut_jpeg,  # noqa: F401  (fixture)
+    crowd,
     evidence,
-    flip,
     near_copies,
+    near_copy_cases,
 )
 
 
@@ -95,24 +95,14 @@ def test_a_near_copy_sealed_on_another_host_is_found_as_sqlite_finds_it(
 
 
 @pytest.fixture
-def crowded_pg(pg_dsn: str, pg_schema: str) -> Iterator[PostgresPerceptualIndex]:
-    """3,000 random stored images, as in the SQLite test: a check must not read them all."""
-    index = PostgresPerceptualIndex(pg_dsn, pg_schema)
-    rng = np.random.default_rng(7)
-    for start in range(0, 3000, 500):
-        index.record_round(
-            f"crowd-{start}",
-            [
-                (ArtifactKind.selfie, f"{start + i:064x}", as_hashes(int(p), int(d)))
-                for i, (p, d) in enumerate(rng.integers(0, 2**63, size=(500, 2)))
-            ],
-        )
+def crowded_pg(pg_dsn: str, pg_schema: str) -> Iterator[PerceptualIndex]:
+    index = crowd(PostgresPerceptualIndex(pg_dsn, pg_schema))
     yield index
     index.close()
 
 
 def test_lookups_on_postgres_read_few_rows_and_miss_no_near_copy(
-    crowded_pg: PostgresPerceptualIndex,
+    crowded_pg: PerceptualIndex,
 ) -> None:
     total = len(crowded_pg._stored(ATTACKER_SESSION))
     query = as_hashes(0x0123456789ABCDEF, 0xFEDCBA9876543210)
@@ -120,24 +110,11 @@ def test_lookups_on_postgres_read_few_rows_and_miss_no_near_copy(
     assert total >= 3000 and len(candidates) < total / 20
 
     @settings(max_examples=40, deadline=None)
-    @given(
-        phash=st.integers(0, 2**64 - 1),
-        dhash=st.integers(0, 2**64 - 1),
-        phash_flips=st.lists(st.integers(0, 63), max_size=DEFAULT_MAX_DISTANCE, unique=True),
-        dhash_flips=st.lists(st.integers(0, 63), max_size=DEFAULT_MAX_DISTANCE, unique=True),
-    )
+    @near_copy_cases
     def found_like_a_full_scan(
         phash: int, dhash: int, phash_flips: list[int], dhash_flips: list[int]
     ) -> None:
-        sha256 = f"{phash:016x}{dhash:016x}".rjust(64, "e")
-        crowded_pg.record_round(
-            ORIGINAL_SESSION, [(ArtifactKind.selfie, sha256, as_hashes(phash, dhash))]
-        )
-        query = as_hashes(flip(phash, phash_flips), flip(dhash, dhash_flips))
-        found = crowded_pg._find("f" * 64, query, ATTACKER_SESSION, DEFAULT_MAX_DISTANCE)
-        assert sha256 in {m.sha256 for m in found}
-        every_row = crowded_pg._stored(ATTACKER_SESSION)
-        assert found == _matches(every_row, "f" * 64, query, DEFAULT_MAX_DISTANCE)
+        assert_found_like_a_full_scan(crowded_pg, phash, dhash, phash_flips, dhash_flips)
 
     found_like_a_full_scan()
 

@@ -296,11 +296,9 @@ def flip(value: int, bits: list[int]) -> int:
     return value
 
 
-@pytest.fixture(scope="module")
-def crowded_index(tmp_path_factory: pytest.TempPathFactory) -> PerceptualIndex:
+def crowd(index: PerceptualIndex) -> PerceptualIndex:
     """3,000 stored images with random hashes: a check must not read them all."""
     rng = np.random.default_rng(7)
-    index = SqlitePerceptualIndex(tmp_path_factory.mktemp("crowded") / "ledger.sqlite3")
     for start in range(0, 3000, 500):
         index.record_round(
             f"crowd-{start}",
@@ -312,12 +310,34 @@ def crowded_index(tmp_path_factory: pytest.TempPathFactory) -> PerceptualIndex:
     return index
 
 
-@given(
+@pytest.fixture(scope="module")
+def crowded_index(tmp_path_factory: pytest.TempPathFactory) -> PerceptualIndex:
+    return crowd(SqlitePerceptualIndex(tmp_path_factory.mktemp("crowded") / "ledger.sqlite3"))
+
+
+# Any two hashes, and up to 6 bits flipped in each, wherever the bits are.
+near_copy_cases = given(
     phash=st.integers(0, 2**64 - 1),
     dhash=st.integers(0, 2**64 - 1),
     phash_flips=st.lists(st.integers(0, 63), max_size=DEFAULT_MAX_DISTANCE, unique=True),
     dhash_flips=st.lists(st.integers(0, 63), max_size=DEFAULT_MAX_DISTANCE, unique=True),
 )
+
+
+def assert_found_like_a_full_scan(
+    index: PerceptualIndex, phash: int, dhash: int, phash_flips: list[int], dhash_flips: list[int]
+) -> None:
+    """The lookup finds the stored image, and reports what reading every row would."""
+    sha256 = f"{phash:016x}{dhash:016x}".rjust(64, "e")
+    index.record_round(ORIGINAL_SESSION, [(ArtifactKind.selfie, sha256, as_hashes(phash, dhash))])
+    query = as_hashes(flip(phash, phash_flips), flip(dhash, dhash_flips))
+    found = index._find("f" * 64, query, ATTACKER_SESSION, DEFAULT_MAX_DISTANCE)
+    assert sha256 in {m.sha256 for m in found}
+    every_row = _matches(index._stored(ATTACKER_SESSION), "f" * 64, query, DEFAULT_MAX_DISTANCE)
+    assert found == every_row
+
+
+@near_copy_cases
 def test_every_near_copy_is_found_through_the_bit_range_indexes(
     crowded_index: PerceptualIndex,
     phash: int,
@@ -325,19 +345,7 @@ def test_every_near_copy_is_found_through_the_bit_range_indexes(
     phash_flips: list[int],
     dhash_flips: list[int],
 ) -> None:
-    """Up to 6 bits off in each hash, wherever the bits are: the lookup finds the stored
-    image, and reports what reading every row would report."""
-    sha256 = f"{phash:016x}{dhash:016x}".rjust(64, "e")
-    crowded_index.record_round(
-        ORIGINAL_SESSION, [(ArtifactKind.selfie, sha256, as_hashes(phash, dhash))]
-    )
-    query = as_hashes(flip(phash, phash_flips), flip(dhash, dhash_flips))
-    found = crowded_index._find("f" * 64, query, ATTACKER_SESSION, DEFAULT_MAX_DISTANCE)
-    assert sha256 in {m.sha256 for m in found}
-    every_row = _matches(
-        crowded_index._stored(ATTACKER_SESSION), "f" * 64, query, DEFAULT_MAX_DISTANCE
-    )
-    assert found == every_row
+    assert_found_like_a_full_scan(crowded_index, phash, dhash, phash_flips, dhash_flips)
 
 
 def test_a_lookup_reads_a_small_part_of_the_index(crowded_index: PerceptualIndex) -> None:
