@@ -177,17 +177,22 @@ class PerceptualIndex:
         ]
         self._insert(rows)
 
-    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
-        """Rows in `_ROW_COLUMNS` order; one already stored is left as it is."""
+    def _insert(self, rows: list[tuple[Any, ...]]) -> int:
+        """Rows in `_ROW_COLUMNS` order; one already stored is left as it is. Returns how
+        many were new."""
+        if not rows:
+            return 0  # a round without images: no transaction to open
         placeholders = ", ".join("?" * len(_ROW_COLUMNS))
         with self._write() as conn:
-            conn.cursor().executemany(
+            cursor = conn.cursor()
+            cursor.executemany(
                 self._sql(
                     f"INSERT INTO {{t}} ({', '.join(_ROW_COLUMNS)}) VALUES ({placeholders})"
                     " ON CONFLICT DO NOTHING"
                 ),
                 rows,
             )
+            return int(cursor.rowcount)
 
     def find_near(
         self, image_bytes: bytes, exclude_session: str, max_distance: int = DEFAULT_MAX_DISTANCE

@@ -74,14 +74,7 @@ class PostgresPerceptualIndex(PerceptualIndex):
         """Copy in the rows of another index (a host's SQLite index from before the index
         moved beside the PostgreSQL ledger); rows already here are left alone. Returns how
         many were new."""
-        before = self._count()
-        self._insert(source.rows())
-        return self._count() - before
-
-    def _count(self) -> int:
-        with self._read() as conn:
-            row = conn.execute(self._sql("SELECT count(*) FROM {t}")).fetchone()
-        return int(row[0])
+        return self._insert(source.rows())
 
     @contextmanager
     def _write(self) -> Iterator[psycopg.Connection[Any]]:

@@ -209,3 +209,12 @@ def test_a_hosts_sqlite_index_is_imported_once_and_found_from_every_host(
     finally:
         other_host.close()
     assert len(lite.rows()) == 2  # the source is left as it was
+
+
+def test_an_empty_index_imports_nothing(pg_dsn: str, pg_schema: str, tmp_path: Path) -> None:
+    target = PostgresPerceptualIndex(pg_dsn, pg_schema)
+    try:
+        assert target.import_from(SqlitePerceptualIndex(tmp_path / "empty.sqlite3")) == 0
+        assert target.rows() == []
+    finally:
+        target.close()
