@@ -64,9 +64,15 @@ class LedgerUnavailable(Fault):
     reason = "ledger_unavailable"
 
 
-def _ddl(schema: str) -> list[str]:
-    from signgate.detectors.replay_postgres import perceptual_ddl  # it imports this module
+def _replay_index_ddl(schema: str) -> list[str]:
+    """The perceptual replay index's table, kept beside the ledger (its module imports
+    this one, hence the late import)."""
+    from signgate.detectors.replay_postgres import perceptual_ddl
 
+    return perceptual_ddl(schema)
+
+
+def _ddl(schema: str) -> list[str]:
     t = f"{schema}.ledger_entries"
     refuse = f"{schema}.ledger_refuse_change"
     at_head = f"{schema}.ledger_insert_at_head"
@@ -104,7 +110,7 @@ def _ddl(schema: str) -> list[str]:
             FOR EACH STATEMENT EXECUTE FUNCTION {refuse}()""",
         f"""CREATE OR REPLACE TRIGGER ledger_entries_insert_at_head BEFORE INSERT ON {t}
             FOR EACH ROW EXECUTE FUNCTION {at_head}()""",
-        *perceptual_ddl(schema),  # the replay index lives beside the ledger
+        *_replay_index_ddl(schema),
     ]
 
 
@@ -137,9 +143,7 @@ def grant_append_only(conn: psycopg.Connection[Any], schema: str, role: str) -> 
     for name, value in (("schema", schema), ("role", role)):
         if not _SCHEMA_NAME.fullmatch(value):
             raise BadInput(f"invalid {name} name {value!r}", reason="bad_input")
-    from signgate.detectors.replay_postgres import perceptual_ddl
-
-    for statement in perceptual_ddl(schema):  # a ledger made before the index had none
+    for statement in _replay_index_ddl(schema):  # a ledger made before the index had none
         conn.execute(statement)
     conn.execute(f"GRANT USAGE ON SCHEMA {schema} TO {role}")
     for t in (f"{schema}.ledger_entries", f"{schema}.perceptual_hashes"):

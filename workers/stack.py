@@ -15,7 +15,6 @@ from temporalio.client import Client
 from activities.deps import ActivityDeps
 from gateway.server import serve as serve_gateway
 from signgate.api_keys import ensure_dev_keys
-from signgate.ledger_signer import ledger_signer
 from signgate.payload_codec import codec_for
 from signgate.sandbox import run_sandbox
 from signgate.settings import Settings
@@ -54,46 +53,50 @@ async def embedded_stack(
     settings: Settings, *, ui: bool = True, with_sandbox: bool = True
 ) -> AsyncIterator[RunningStack]:
     settings.var_dir.mkdir(parents=True, exist_ok=True)
-    # A lost keys directory is refused before the payload codec or the KEK could be minted.
-    ledger_signer(settings)
-    _check_ports(settings, with_sandbox)
-    # Dev keys: minted at first start into the key store (hashed) and a 0600 file.
-    ensure_dev_keys(settings.var_dir)
-    host, _, port = settings.temporal_address.rpartition(":")
-    devserver = DevServer(
-        db_path=settings.temporal_db,
-        host=host or "127.0.0.1",
-        port=int(port),
-        ui_port=settings.temporal_ui_port if ui else None,
-        log_path=settings.var_dir / "temporal.log",
-        payload_codec=codec_for(settings),
-        ui_codec_endpoint=ui_codec_endpoint_for(settings),
-    )
-    stop = asyncio.Event()
-    tasks: list[asyncio.Task[None]] = []
-    async with devserver:
-        client = await connect_client(
-            settings.temporal_address,
-            settings.temporal_namespace,
+    # First: a lost keys directory is refused (signing_key_missing) before the payload
+    # codec or the KEK could be minted.
+    deps = ActivityDeps.from_settings(settings)
+    try:
+        _check_ports(settings, with_sandbox)
+        # Dev keys: minted at first start into the key store (hashed) and a 0600 file.
+        ensure_dev_keys(settings.var_dir)
+        host, _, port = settings.temporal_address.rpartition(":")
+        devserver = DevServer(
+            db_path=settings.temporal_db,
+            host=host or "127.0.0.1",
+            port=int(port),
+            ui_port=settings.temporal_ui_port if ui else None,
+            log_path=settings.var_dir / "temporal.log",
             payload_codec=codec_for(settings),
+            ui_codec_endpoint=ui_codec_endpoint_for(settings),
         )
-        deps = ActivityDeps.from_settings(settings)
-        try:
-            if with_sandbox:
-                tasks.append(asyncio.create_task(run_sandbox(settings, stop)))
-            tasks.append(asyncio.create_task(serve_gateway(settings, stop, client=client)))
-            async with build_worker(client, settings, deps):
-                await _wait_until_serving(settings, tasks)
-                await ensure_retention_schedule(client, settings)
-                log.info(
-                    "stack_ready", gateway=settings.gateway_url, temporal=settings.temporal_address
-                )
-                yield RunningStack(settings, client, devserver)
+        stop = asyncio.Event()
+        tasks: list[asyncio.Task[None]] = []
+        async with devserver:
+            client = await connect_client(
+                settings.temporal_address,
+                settings.temporal_namespace,
+                payload_codec=codec_for(settings),
+            )
+            try:
+                if with_sandbox:
+                    tasks.append(asyncio.create_task(run_sandbox(settings, stop)))
+                tasks.append(asyncio.create_task(serve_gateway(settings, stop, client=client)))
+                async with build_worker(client, settings, deps):
+                    await _wait_until_serving(settings, tasks)
+                    await ensure_retention_schedule(client, settings)
+                    log.info(
+                        "stack_ready",
+                        gateway=settings.gateway_url,
+                        temporal=settings.temporal_address,
+                    )
+                    yield RunningStack(settings, client, devserver)
+                    stop.set()
+            finally:
                 stop.set()
-        finally:
-            stop.set()
-            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=20)
-            await deps.aclose()
+                await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=20)
+    finally:
+        await deps.aclose()
 
 
 async def _wait_until_serving(settings: Settings, tasks: list[asyncio.Task[None]]) -> None:
